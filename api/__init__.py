@@ -1,0 +1,1 @@
+"""Serving layer of graphrec: the FastAPI service, its settings and the ``graphrec`` CLI."""

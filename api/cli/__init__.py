@@ -1,0 +1,1 @@
+"""The ``graphrec`` command line (typer). Only this package reads ``sys.argv``."""

@@ -1,0 +1,97 @@
+"""Entry point of the ``graphrec`` command.
+
+Each subcommand lives in its own module of this package and exposes ``register(app)``.
+Domain errors become one line on stderr and the error's ``exit_code``; no stack traces
+unless ``-vv`` is given.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+import click
+import typer
+
+from graphrec.errors import GraphrecError
+
+# Subcommand modules, in the order they appear in --help.
+COMMAND_MODULES: tuple[str, ...] = (
+    "api.cli.neo4j_cmd",
+    "api.cli.load_cmd",
+    "api.cli.stats_cmd",
+    "api.cli.snapshot_cmd",
+    "api.cli.train_cmd",
+    "api.cli.evaluate_cmd",
+    "api.cli.encode_cmd",
+    "api.cli.publish_cmd",
+    "api.cli.serve_cmd",
+    "api.cli.recommend_cmd",
+    "api.cli.bench_cmd",
+    "api.cli.demo_cmd",
+)
+
+_VERBOSITY = {"level": 0}
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _VERBOSITY["level"] = verbose
+
+
+def build_app() -> typer.Typer:
+    """Build the typer application with every available subcommand registered."""
+    app = typer.Typer(
+        name="graphrec",
+        help="graphrec: a Neo4j + LightGCN + BERT recommender with explainable results.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+
+    @app.callback()
+    def _root(
+        verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-v info, -vv debug with tracebacks)."),
+    ) -> None:
+        _configure_logging(verbose)
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # not written yet
+                continue
+            raise
+        module.register(app)
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI and exit with a status mapped from the domain errors."""
+    command = typer.main.get_command(build_app())
+    try:
+        rv = command.main(args=list(argv) if argv is not None else None, prog_name="graphrec", standalone_mode=False)
+    except click.exceptions.Abort:
+        print("graphrec: aborted", file=sys.stderr)
+        sys.exit(130)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except GraphrecError as e:
+        if _VERBOSITY["level"] >= 2:
+            logging.getLogger("graphrec").exception("failed")
+        print(f"graphrec: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("graphrec: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Driver creation and the two query helpers every module of ``graph/`` goes through.
+
+The caller owns the driver (create it with :func:`open_driver`, close it when done).
+:func:`read` and :func:`write` call ``driver.execute_query`` with the database and routing set,
+and translate driver exceptions into :mod:`graphrec.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import neo4j
+from neo4j import GraphDatabase, RoutingControl
+from neo4j import exceptions as neo4j_exc
+
+from graphrec.errors import Neo4jAuthError, Neo4jUnavailableError, QueryError
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """How to reach a Neo4j server."""
+
+    uri: str
+    user: str
+    password: str
+    database: str = "neo4j"
+    browser_url: str | None = None
+
+
+def open_driver(info: ConnectionInfo, verify: bool = True) -> neo4j.Driver:
+    """Create a driver for ``info`` and (optionally) check that the server answers.
+
+    Raises:
+        Neo4jAuthError: The server rejected the credentials.
+        Neo4jUnavailableError: The server does not answer.
+    """
+    try:
+        driver = GraphDatabase.driver(
+            info.uri,
+            auth=(info.user, info.password),
+            connection_acquisition_timeout=10.0,
+            connection_timeout=5.0,
+            max_transaction_retry_time=5.0,
+        )
+    except (ValueError, neo4j_exc.ConfigurationError) as e:
+        raise Neo4jUnavailableError(f"invalid Neo4j URI {info.uri!r}: {e}") from e
+    if verify:
+        try:
+            driver.verify_connectivity()
+        except BaseException as e:
+            driver.close()
+            raise translate_error(e, info.uri) from e
+    return driver
+
+
+def translate_error(e: BaseException, where: str = "Neo4j") -> Exception:
+    """Map a driver exception to a graphrec error (returned, for ``raise ... from e``)."""
+    if isinstance(e, neo4j_exc.AuthError):
+        return Neo4jAuthError(f"Neo4j at {where} rejected the user name or password")
+    if isinstance(e, (neo4j_exc.ServiceUnavailable, neo4j_exc.SessionExpired, OSError)):
+        return Neo4jUnavailableError(f"Neo4j at {where} is not reachable: {e}")
+    if isinstance(e, neo4j_exc.Neo4jError):
+        return QueryError(f"Neo4j query failed: {e.code}: {e.message}")
+    if isinstance(e, neo4j_exc.DriverError):
+        return Neo4jUnavailableError(f"Neo4j driver error: {e}")
+    return e if isinstance(e, Exception) else RuntimeError(str(e))
+
+
+def read(driver: neo4j.Driver, query: str, parameters: Mapping[str, Any] | None = None, database: str = "neo4j") -> list[neo4j.Record]:
+    """Run a read query (routed to readers) and return its records."""
+    try:
+        records, _, _ = driver.execute_query(query, parameters or {}, database_=database, routing_=RoutingControl.READ)
+    except (neo4j_exc.Neo4jError, neo4j_exc.DriverError, OSError) as e:
+        raise translate_error(e) from e
+    return records
+
+
+def write(driver: neo4j.Driver, query: str, parameters: Mapping[str, Any] | None = None, database: str = "neo4j") -> neo4j.ResultSummary:
+    """Run a write query in its own transaction and return the summary (counters)."""
+    try:
+        _, summary, _ = driver.execute_query(query, parameters or {}, database_=database, routing_=RoutingControl.WRITE)
+    except (neo4j_exc.Neo4jError, neo4j_exc.DriverError, OSError) as e:
+        raise translate_error(e) from e
+    return summary

@@ -1,0 +1,1 @@
+"""Dataset readers, row validation and the batch load / reload orchestration."""
