@@ -129,6 +129,12 @@ def _as_str(values: pd.Series | np.ndarray, index: pd.Index) -> pd.Series:
     return series.astype("str")
 
 
+def _split_labels(values: pd.Series) -> pd.Series:
+    """Split labels as an object Series with None (not NaN) where there is no label."""
+    out = values.astype(object)
+    return out.where(out.notna(), None)
+
+
 def normalise_interactions(inter: pd.DataFrame) -> pd.DataFrame:
     """Return ``inter`` with the canonical columns and dtypes (adds NaN ratings, null timestamps, None split)."""
     idx = pd.RangeIndex(len(inter))
@@ -139,7 +145,7 @@ def normalise_interactions(inter: pd.DataFrame) -> pd.DataFrame:
             "item_id": _as_str(inter["item_id"], idx),
             "rating": inter["rating"].astype("float64") if "rating" in inter else pd.Series(np.nan, index=idx),
             "timestamp": inter["timestamp"].astype("Int64") if "timestamp" in inter else pd.Series(pd.NA, index=idx, dtype="Int64"),
-            "split": inter["split"].astype(object) if "split" in inter else pd.Series(None, index=idx, dtype=object),
+            "split": _split_labels(inter["split"]) if "split" in inter else pd.Series(None, index=idx, dtype=object),
         }
     )
 
