@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="GRAPHREC_DEVICE: torch device for training and encoding.")
 
     # --- API ---
+    dataset: str = Field("movielens", description="GRAPHREC_DATASET: dataset the API and `graphrec recommend` serve.")
     api_host: str = Field("127.0.0.1", description="GRAPHREC_API_HOST: bind address of the API.")
     api_port: int = Field(8000, ge=1, le=65535, description="GRAPHREC_API_PORT")
     admin_token: SecretStr | None = Field(None, description="GRAPHREC_ADMIN_TOKEN: bearer token for /v1/admin routes.")
