@@ -29,8 +29,11 @@ class ConnectionInfo:
     browser_url: str | None = None
 
 
-def open_driver(info: ConnectionInfo, verify: bool = True) -> neo4j.Driver:
+def open_driver(info: ConnectionInfo, verify: bool = True, **options: Any) -> neo4j.Driver:
     """Create a driver for ``info`` and (optionally) check that the server answers.
+
+    ``options`` override the driver configuration (for example the API uses short timeouts and
+    no transaction retries, so requests fail fast with 503 while Neo4j is down).
 
     Raises:
         Neo4jAuthError: The server rejected the credentials.
@@ -40,9 +43,12 @@ def open_driver(info: ConnectionInfo, verify: bool = True) -> neo4j.Driver:
         driver = GraphDatabase.driver(
             info.uri,
             auth=(info.user, info.password),
-            connection_acquisition_timeout=10.0,
-            connection_timeout=5.0,
-            max_transaction_retry_time=5.0,
+            **{
+                "connection_acquisition_timeout": 10.0,
+                "connection_timeout": 5.0,
+                "max_transaction_retry_time": 5.0,
+                **options,
+            },
         )
     except (ValueError, neo4j_exc.ConfigurationError) as e:
         raise Neo4jUnavailableError(f"invalid Neo4j URI {info.uri!r}: {e}") from e

@@ -114,17 +114,17 @@ CALL (u, rec, rec_deg, anchors) {
   UNWIND anchors AS a
   WITH u, rec, rec_deg, a, a.item AS l
   MATCH (l)<-[r1:INTERACTED]-(v:User)-[r2:INTERACTED]->(rec)
-  WHERE (u IS NULL OR v <> u)
+  WHERE (u IS NULL OR v <> u) AND l <> rec
     AND (r1.rating IS NULL OR r1.rating >= $like) AND (r2.rating IS NULL OR r2.rating >= $like)
   WITH a, l, rec_deg, count(v) AS co, collect(v.id)[0..$n_witnesses] AS witnesses
   WITH a, l, co, witnesses, toFloat(co) / sqrt(toFloat(a.deg) * toFloat(rec_deg)) AS w
   ORDER BY w DESC, co DESC LIMIT 1
   RETURN collect({anchor: l.id, title: l.title, rating: a.rating, co: co, witnesses: witnesses, weight: w}) AS collab
 }
-CALL (rec_attrs, anchors) {
+CALL (rec, rec_attrs, anchors) {
   UNWIND anchors AS a
   WITH a, [x IN a.attrs WHERE x IN rec_attrs] AS shared
-  WHERE size(shared) > 0
+  WHERE size(shared) > 0 AND a.item <> rec
   WITH a, shared, toFloat(size(shared)) / (size(a.attrs) + size(rec_attrs) - size(shared)) AS w
   ORDER BY w DESC, coalesce(a.rating, 0.0) DESC LIMIT 1
   RETURN collect({anchor: a.item.id, title: a.item.title, rating: a.rating, shared: shared, weight: w}) AS content
@@ -134,7 +134,7 @@ CALL (m, rec, anchors) {
   WHERE m IS NOT NULL AND m.text_prop IS NOT NULL AND rec[m.text_prop] IS NOT NULL
   UNWIND anchors AS a
   WITH a, vector.similarity.cosine(rec[m.text_prop], a.item[m.text_prop]) AS s
-  WHERE s IS NOT NULL
+  WHERE s IS NOT NULL AND a.item <> rec
   WITH a, 2.0 * s - 1.0 AS cos ORDER BY cos DESC LIMIT 1
   RETURN collect({anchor: a.item.id, title: a.item.title, rating: a.rating, cos: cos}) AS semantic
 }

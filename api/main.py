@@ -1,0 +1,214 @@
+"""The FastAPI application: :func:`create_app` builds it and mounts the one versioned router ``/v1``.
+
+Nothing is created at import time. The lifespan creates the per-app :class:`api.deps.GraphState`
+and waits for Neo4j with tenacity retries; if Neo4j is still unreachable the API starts anyway,
+answers 503 with ``Retry-After`` and recovers by itself when Neo4j comes back (the driver
+reconnects on the next request).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.deps import GraphState
+from api.routes import admin, health, interactions, items, recommendations, users
+from api.settings import Settings, get_settings
+from graphrec.errors import ConfigError, GraphrecError, InvalidArgumentError, Neo4jUnavailableError
+
+if TYPE_CHECKING:
+    from graph.connection import ConnectionInfo
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/v1"
+RETRY_AFTER_S = 5
+STARTUP_WAIT_S = 30.0
+
+
+def api_router() -> APIRouter:
+    """The versioned router with every resource."""
+    router = APIRouter(prefix=API_PREFIX)
+    for module in (users, items, recommendations, interactions, admin, health):
+        router.include_router(module.router)
+    return router
+
+
+class BodySizeLimit:
+    """ASGI middleware: request bodies larger than ``max_bytes`` get 413 (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await self._reject(scope, receive, send)
+                    return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, status_code=413)
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class Metrics:
+    """Prometheus metrics of one app (its own registry, so several apps can live in one process)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("graphrec_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("graphrec_http_request_seconds", "HTTP request latency", ["method", "route"], registry=self.registry,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.neo4j_up = Gauge("graphrec_neo4j_up", "1 when the last Neo4j call succeeded", registry=self.registry)
+        self.neo4j_up.set(1)
+
+
+def _error_response(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"detail": detail}
+    if errors:
+        body["errors"] = errors
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def create_app(settings: Settings | None = None, connection_info: ConnectionInfo | None = None, startup_wait_s: float = STARTUP_WAIT_S) -> FastAPI:
+    """Build the application.
+
+    Args:
+        settings (Settings, optional): Settings (default: :func:`get_settings` at start-up).
+        connection_info (ConnectionInfo, optional): Neo4j to use (default: from the settings, resolved lazily).
+        startup_wait_s (float, optional): How long the start-up waits for Neo4j before serving 503s.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        s = settings or get_settings()
+        if s.environment == "production" and (s.admin_token is None or len(s.admin_token.get_secret_value()) < 16):
+            raise ConfigError("GRAPHREC_ADMIN_TOKEN must be set (16+ characters) in production")
+        state = GraphState(s, connection_info)
+        await run_in_threadpool(_wait_for_neo4j, state, startup_wait_s)
+        app.state.graph = state
+        from api.jobs import JobRunner
+
+        app.state.jobs = JobRunner()
+        try:
+            yield
+        finally:
+            app.state.jobs.shutdown()
+            state.close()
+
+    app = FastAPI(
+        title="graphrec",
+        version="0.1.0",
+        summary="Explainable recommendations from Neo4j + LightGCN + BERT.",
+        description="Recommendations come from a vector index over model embeddings stored in Neo4j, filtered in Cypher; "
+                    "every explanation is a real path in the graph. Admin routes need `Authorization: Bearer <GRAPHREC_ADMIN_TOKEN>`.",
+        lifespan=lifespan,
+    )
+    metrics = Metrics()
+    app.state.metrics = metrics
+    app.include_router(api_router())
+
+    @app.get("/metrics", response_class=Response, tags=["health"], summary="Prometheus metrics",
+             responses={200: {"content": {"text/plain": {}}}})
+    def get_metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
+        metrics.latency.labels(request.method, path).observe(time.perf_counter() - t0)
+        return response
+
+    @app.exception_handler(GraphrecError)
+    async def graphrec_error(request: Request, e: GraphrecError) -> JSONResponse:
+        if isinstance(e, Neo4jUnavailableError) or e.http_status == 503:
+            metrics.neo4j_up.set(0 if isinstance(e, Neo4jUnavailableError) else 1)
+        errors = e.errors if isinstance(e, InvalidArgumentError) else None
+        return _error_response(e.http_status, str(e), errors)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, e: Exception) -> JSONResponse:
+        from graph.connection import translate_error
+
+        mapped = translate_error(e)
+        if isinstance(mapped, GraphrecError):
+            return await graphrec_error(request, mapped)
+        log.exception("unhandled error on %s", request.url.path)
+        return _error_response(500, "internal error")
+
+    max_bytes = (settings.max_body_bytes if settings else None)
+    app.add_middleware(BodySizeLimit, max_bytes=max_bytes or get_settings().max_body_bytes)
+    return app
+
+
+def _wait_for_neo4j(state: GraphState, wait_s: float) -> None:
+    """Wait (tenacity, exponential back-off) until Neo4j answers; give up quietly after ``wait_s``."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+    if wait_s <= 0:
+        return
+    try:
+        for attempt in Retrying(stop=stop_after_delay(wait_s), wait=wait_exponential(multiplier=0.2, max=3.0),
+                                retry=retry_if_exception_type(Neo4jUnavailableError), reraise=True):
+            with attempt:
+                state.verify()
+    except GraphrecError as e:
+        log.warning("Neo4j is not reachable yet (%s); serving 503 until it is", e)
+
+
+def app_factory() -> FastAPI:
+    """Factory for ``uvicorn --factory api.main:app_factory``."""
+    return create_app()

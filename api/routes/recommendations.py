@@ -1,0 +1,43 @@
+"""``/recommendations``: cold start from liked items and/or free text."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import GraphDep
+from api.routes.users import ERRORS, with_explanations
+from api.schemas import ColdStartIn, RecommendationsOut
+from graph.embeddings import require_active_model
+from graph.recommend import recommend_cold_start
+from graphrec.errors import ModelNotReadyError, UnknownItemError
+
+router = APIRouter(prefix="/recommendations", tags=["recommendations"])
+
+
+@router.post("", response_model=RecommendationsOut, responses=ERRORS, summary="Cold start: liked items and/or text")
+def post_cold_start(graph: GraphDep, body: ColdStartIn) -> RecommendationsOut:
+    """Builds a query vector from the liked items' embeddings and/or the text (projected with the
+    active model's cold-start head, the same text encoder as training) and searches the index."""
+    info = require_active_model(graph.driver, graph.dataset, graph.database)
+    cs = graph.coldstart(info.tag, info.checkpoint)
+    user_vector = None
+    if cs is not None:
+        def user_vector(liked: list[str], text: str | None):  # type: ignore[no-untyped-def]
+            try:
+                return cs.user_vector(liked, text)
+            except UnknownItemError:
+                if not text:
+                    raise ModelNotReadyError("liked items are not in the model's vocabulary") from None
+                return cs.user_vector((), text)
+    for attempt in range(2):
+        try:
+            recs = recommend_cold_start(graph.driver, body.liked_item_ids, body.text, body.k, body.filters(), dataset=graph.dataset,
+                                        database=graph.database, user_vector=user_vector if cs is not None else None, model_tag=info.tag)
+            break
+        except ModelNotReadyError:
+            if attempt or cs is None:
+                raise
+            info = require_active_model(graph.driver, graph.dataset, graph.database)  # model switched: reload
+            cs = graph.coldstart(info.tag, info.checkpoint)
+    anchors = body.liked_item_ids or None
+    return with_explanations(graph, recs, body.explain and anchors is not None, 3, anchors=anchors)

@@ -1,0 +1,77 @@
+"""``/users``: personalised recommendations, with explanations and their picture."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import GraphDep
+from api.schemas import ErrorOut, RecommendationsOut, RecommendedItemOut
+from graph.explain import explain
+from graph.recommend import Filters, RecommendationList, recommend
+from graphrec.errors import UnknownItemError
+
+router = APIRouter(prefix="/users", tags=["recommendations"])
+
+UserId = Annotated[str, Path(min_length=1, max_length=200, description="External user id.", examples=["1"])]
+ItemId = Annotated[str, Path(min_length=1, max_length=200, description="External item id.", examples=["1221"])]
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorOut, "description": "Unknown user or item."},
+    422: {"model": ErrorOut, "description": "Invalid parameters."},
+    503: {"model": ErrorOut, "description": "Neo4j unreachable or no model published (Retry-After)."},
+}
+
+
+def with_explanations(graph: GraphDep, recs: RecommendationList, explain_it: bool, reasons: int, *, user_id: str | None = None,
+                      anchors: list[str] | None = None) -> RecommendationsOut:
+    """Attach explanations (one query for all items) and build the response."""
+    exps = {}
+    if explain_it and recs.items:
+        exps = explain(graph.driver, [i.item_id for i in recs.items], dataset=graph.dataset, user_id=user_id,
+                       anchor_item_ids=anchors, max_reasons=reasons, database=graph.database)
+    items = [RecommendedItemOut(**i.model_dump(), explanation=exps.get(i.item_id)) for i in recs.items]
+    return RecommendationsOut(dataset=recs.dataset, model_version=recs.model_version, user_id=recs.user_id, item_id=recs.item_id, items=items)
+
+
+@router.get("/{user_id}/recommendations", response_model=RecommendationsOut, responses=ERRORS,
+            summary="Top-k recommendations for a user, optionally explained")
+def get_recommendations(
+    graph: GraphDep,
+    user_id: UserId,
+    k: Annotated[int, Query(ge=1, le=100, description="How many items.")] = 10,
+    genre: Annotated[list[str] | None, Query(max_length=50, description="Keep items with one of these genres (repeat the parameter).")] = None,
+    year_min: Annotated[int | None, Query(ge=0, le=3000)] = None,
+    year_max: Annotated[int | None, Query(ge=0, le=3000)] = None,
+    exclude: Annotated[list[str] | None, Query(max_length=1000, description="Item ids never to recommend.")] = None,
+    include: Annotated[list[str] | None, Query(max_length=1000, description="Recommend only among these item ids.")] = None,
+    exclude_seen: Annotated[bool, Query(description="Drop items the user already interacted with (feedback included).")] = True,
+    diversity: Annotated[float, Query(ge=0.0, le=1.0, description="MMR diversity (0 = off).")] = 0.0,
+    explain_: Annotated[bool, Query(alias="explain", description="Attach explanations (graph paths + weights).")] = False,
+    reasons: Annotated[int, Query(ge=1, le=4, description="Reasons per item when explaining.")] = 3,
+) -> RecommendationsOut:
+    """Vector search with the user's embedding, then Cypher filters; explanations come from one more query."""
+    filters = Filters(exclude_seen=exclude_seen, genres=genre, year_min=year_min, year_max=year_max, include_ids=include,
+                      exclude_ids=exclude or [], diversity=diversity)
+    recs = recommend(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database)
+    return with_explanations(graph, recs, explain_, reasons, user_id=user_id)
+
+
+@router.get("/{user_id}/recommendations/{item_id}/explanation.png", response_class=Response, responses={
+    200: {"content": {"image/png": {}}, "description": "The user, the item and the paths that justify it."}, **ERRORS},
+    summary="Picture of an explanation")
+async def get_explanation_png(graph: GraphDep, user_id: UserId, item_id: ItemId,
+                              reasons: Annotated[int, Query(ge=1, le=4)] = 4) -> Response:
+    """Draws the explanation paths of ``item_id`` for ``user_id`` with networkx + matplotlib (Agg)."""
+    def work() -> bytes:
+        from graph.explain_plot import explanation_png
+
+        exps = explain(graph.driver, [item_id], dataset=graph.dataset, user_id=user_id, max_reasons=reasons, database=graph.database)
+        if item_id not in exps:
+            raise UnknownItemError(f"unknown item {item_id!r} in dataset {graph.dataset!r}")
+        return explanation_png(exps[item_id], user_id)
+
+    png = await run_in_threadpool(work)
+    return Response(content=png, media_type="image/png")

@@ -1,0 +1,151 @@
+"""Request and response schemas of the REST API (separate classes for what comes in and goes out)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from graph.explain import Explanation, Reason
+from graph.recommend import Filters, RecommendedItem
+
+
+class RecommendedItemOut(RecommendedItem):
+    """A recommended item, with its explanation when ``explain=true``."""
+
+    explanation: Explanation | None = None
+
+
+class RecommendationsOut(BaseModel):
+    """A list of recommendations and the model that produced them."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "dataset": "movielens", "model_version": "lightgcn-20261122-1301", "user_id": "1",
+        "items": [{"item_id": "1221", "title": "Godfather: Part II, The (1974)", "year": 1974, "genres": ["Crime", "Drama"],
+                   "score": 7.42, "rank": 1, "explanation": {
+                       "item_id": "1221", "title": "Godfather: Part II, The (1974)",
+                       "sentence": "Godfather: Part II, The (1974): recommended because it is liked by 37 users who also rated Heat (1995) 5/5 like you and it shares Crime and Drama with Heat (1995), which you rated 5/5.",
+                       "reasons": [{"kind": "collaborative", "weight": 0.41, "text": "liked by 37 users who also rated Heat (1995) 5/5 like you",
+                                    "anchor_item_id": "6", "anchor_rating": 5.0, "count": 37, "witnesses": ["18", "42", "57"]}]}}],
+    }]})
+
+    dataset: str
+    model_version: str
+    user_id: str | None = None
+    item_id: str | None = None
+    items: list[RecommendedItemOut]
+
+
+class ColdStartIn(BaseModel):
+    """Cold start: a few liked items and/or a free-text description of what the user wants."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"liked_item_ids": ["6", "1221"], "k": 5},
+        {"text": "a tense heist thriller with a great cast", "k": 5, "genres": ["Crime"]},
+    ]})
+
+    liked_item_ids: list[str] = Field(default_factory=list, max_length=200, description="Items the user likes.")
+    text: str | None = Field(None, max_length=2000, description="Free text, encoded with the model's text encoder.")
+    k: int = Field(10, ge=1, le=100)
+    genres: list[str] | None = Field(None, max_length=50)
+    year_min: int | None = Field(None, ge=0, le=3000)
+    year_max: int | None = Field(None, ge=0, le=3000)
+    exclude_ids: list[str] = Field(default_factory=list, max_length=1000)
+    diversity: float = Field(0.0, ge=0.0, le=1.0)
+    explain: bool = False
+
+    @model_validator(mode="after")
+    def _something(self) -> ColdStartIn:
+        if not self.liked_item_ids and not (self.text and self.text.strip()):
+            raise ValueError("give liked_item_ids and/or a non-empty text")
+        return self
+
+    def filters(self) -> Filters:
+        """The business filters of this request."""
+        return Filters(exclude_seen=False, genres=self.genres, year_min=self.year_min, year_max=self.year_max,
+                       exclude_ids=self.exclude_ids, diversity=self.diversity)
+
+
+class InteractionIn(BaseModel):
+    """Feedback to record: the user interacted with (rated) the item."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"user_id": "1", "item_id": "1221", "rating": 4.5}]})
+
+    user_id: str = Field(min_length=1, max_length=200)
+    item_id: str = Field(min_length=1, max_length=200)
+    rating: float | None = Field(None, ge=0.0, le=10.0, description="Explicit rating; null for implicit feedback.")
+    ts: int | None = Field(None, ge=0, description="Unix seconds; default: now.")
+    create_user: bool = Field(False, description="Create the user when unknown (otherwise 404).")
+
+
+class InteractionOut(BaseModel):
+    """What was written into the graph."""
+
+    user_id: str
+    item_id: str
+    rating: float | None
+    ts: int | None
+    created_user: bool
+    created_relationship: bool
+
+
+class HealthOut(BaseModel):
+    """Liveness of the API, reachability of Neo4j, the active model."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    status: Literal["ok", "degraded"]
+    neo4j: Literal["ok", "unreachable"]
+    dataset: str
+    model_version: str | None = None
+    model_tag: str | None = None
+    published_at: str | None = None
+    detail: str | None = None
+
+
+class ReloadIn(BaseModel):
+    """A batch reload: runs ``graphrec load <source> ...`` then republishes the active model."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"source": "movielens", "mode": "replace"}]})
+
+    source: Literal["movielens", "lightgcn", "csv"] = "movielens"
+    path: str | None = Field(None, max_length=1000, description="Data folder (default: the bundled data for movielens).")
+    mode: Literal["upsert", "replace"] = "upsert"
+    republish: bool = Field(True, description="Publish the active model's checkpoint again afterwards (embeds new items from text).")
+
+
+class TrainIn(BaseModel):
+    """A retraining: runs ``graphrec train ...`` then ``graphrec publish`` on the new checkpoint."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"epochs": 20}]})
+
+    epochs: int | None = Field(None, ge=1, le=10_000)
+    extra_args: list[str] = Field(default_factory=list, max_length=20, description="More `graphrec train` options (each one `--name` or a value).")
+    publish: bool = True
+
+
+class JobOut(BaseModel):
+    """A background admin job."""
+
+    id: str
+    kind: Literal["reload", "train"]
+    state: Literal["queued", "running", "succeeded", "failed"]
+    commands: list[list[str]]
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    returncode: int | None = None
+    log_tail: str = ""
+
+
+class ErrorOut(BaseModel):
+    """Every error response."""
+
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+__all__ = [
+    "ColdStartIn", "ErrorOut", "Explanation", "HealthOut", "InteractionIn", "InteractionOut", "JobOut", "Reason",
+    "RecommendationsOut", "RecommendedItemOut", "ReloadIn", "TrainIn",
+]
