@@ -280,7 +280,7 @@ def build_reasons(row: dict[str, Any], user_id: str | None, max_reasons: int) ->
     if deg > 0:
         share = deg / n_users if n_users else 0.0
         reasons.append(Reason(kind="popularity", weight=min(1.0, share), count=deg,
-                              text=f"popular with {deg} users" + (f" ({share:.0%} of all users)" if n_users else ""),
+                              text=f"popular with {deg} user{'' if deg == 1 else 's'}" + (f" ({share:.0%} of all users)" if n_users else ""),
                               nodes=[rec_node, PathNode(label="User", key="*")],
                               rels=[PathRel(type="INTERACTED", start=1, end=0, properties={"count": deg})]))
     reasons.sort(key=lambda r: r.weight, reverse=True)

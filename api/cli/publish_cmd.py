@@ -1,0 +1,136 @@
+"""``graphrec publish``: write a trained model's embeddings into Neo4j, index them, switch the active model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from graphrec.errors import ConfigError, ModelError
+
+
+@dataclass
+class LoadedEmbeddings:
+    """An ``EmbeddingSet``-like bundle plus the optional cold-start model of the same checkpoint."""
+
+    model_version: str
+    user_ids: list[str]
+    user_vectors: Any
+    item_ids: list[str]
+    item_vectors: Any
+    coldstart: Any = None
+
+
+def latest_checkpoint(models_dir: Path) -> Path:
+    """The most recently written checkpoint (file or folder) under ``models_dir``."""
+    if not models_dir.is_dir():
+        raise ConfigError(f"no models folder {models_dir}: train a model first (`graphrec train`)")
+    candidates = [p for p in models_dir.iterdir() if not p.name.startswith(".")]
+    if not candidates:
+        raise ConfigError(f"no checkpoint in {models_dir}: train a model first (`graphrec train`)")
+    return max(candidates, key=lambda p: p.stat().st_mtime)
+
+
+def load_embeddings(checkpoint: Path, with_coldstart: bool = True) -> LoadedEmbeddings:
+    """Read user/item embeddings from a checkpoint.
+
+    Accepted: a LightGCN checkpoint (``gnn.checkpoint.export_embeddings``), a fusion checkpoint
+    (``fusion.pt`` or its folder, which also gives the cold-start model), or an ``.npz`` with
+    ``model_version``, ``user_ids``, ``user_vectors``, ``item_ids``, ``item_vectors``.
+
+    Raises:
+        ModelError: The checkpoint cannot be read.
+    """
+    import numpy as np
+
+    p = checkpoint.expanduser()
+    if not p.exists():
+        raise ConfigError(f"checkpoint {p} does not exist")
+    if p.suffix == ".npz":
+        z = np.load(p, allow_pickle=False)
+        return LoadedEmbeddings(str(z["model_version"]), [str(x) for x in z["user_ids"]], z["user_vectors"],
+                                [str(x) for x in z["item_ids"]], z["item_vectors"])
+    fusion = p / "fusion.pt" if p.is_dir() else p
+    if fusion.name == "fusion.pt" and fusion.exists():
+        try:
+            from gnn.fusion.coldstart import ColdStart
+        except ImportError as e:  # pragma: no cover
+            raise ModelError(f"fusion checkpoint {fusion} needs gnn.fusion: {e}") from e
+        cs = ColdStart.from_checkpoint(fusion)
+        created = int(getattr(cs.meta, "created_at", 0) or 0)
+        version = f"{cs.meta.model_type}-{created}"
+        return LoadedEmbeddings(version, list(cs.meta.user_ids), cs.user_embeddings, list(cs.meta.item_ids), cs.item_embeddings,
+                                coldstart=cs if with_coldstart else None)
+    try:
+        from gnn.checkpoint import export_embeddings  # type: ignore[import-not-found]
+    except ImportError as e:
+        raise ModelError(f"cannot read {p}: not a fusion checkpoint or .npz, and gnn.checkpoint is not available ({e})") from e
+    es = export_embeddings(p)
+    return LoadedEmbeddings(str(es.model_version), [str(x) for x in es.user_ids], es.user_vectors, [str(x) for x in es.item_ids],
+                            es.item_vectors)
+
+
+def run_publish(checkpoint: Path, dataset: str, text_vectors: bool = True, quiet: bool = False) -> dict[str, Any]:
+    """Publish ``checkpoint`` into the dataset's graph (the library call behind the command)."""
+    from tqdm import tqdm
+
+    from api.cli.common import open_graph
+    from api.settings import get_settings
+    from graph.embeddings import publish
+
+    settings = get_settings()
+    emb = load_embeddings(checkpoint)
+    cold = emb.coldstart.item_vectors if emb.coldstart is not None else None
+    text = None
+    if text_vectors and emb.coldstart is not None:
+        cs = emb.coldstart
+
+        def text(texts: list[str]) -> Any:
+            return cs._encode(list(texts))  # the checkpoint's own encoder (cached when configured)
+
+        cs.cache_dir = settings.home / "text-cache"
+    total = len(emb.user_ids) + len(emb.item_ids) * (2 if text else 1)
+    with open_graph(settings) as driver, tqdm(total=total, desc="publish", unit="vec", disable=quiet) as bar:
+        report = publish(driver, emb, dataset, database=driver_db(settings), checkpoint=str(checkpoint.expanduser().absolute()),
+                         cold_item_vectors=cold, text_vectors=text, progress=bar.update)
+    return report.model_dump()
+
+
+def driver_db(settings: Any) -> str:
+    """The Neo4j database of the resolved connection."""
+    from api.cli.common import connection_info
+
+    return connection_info(settings).database
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``graphrec publish``."""
+
+    @app.command("publish")
+    def publish_cmd(
+        checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="Checkpoint (LightGCN, fusion folder/fusion.pt, or .npz)."),
+        latest: bool = typer.Option(False, "--latest", help="Publish the newest checkpoint under GRAPHREC_HOME/models."),
+        dataset: str | None = typer.Option(None, "--dataset", help="Dataset (default: GRAPHREC_DATASET)."),
+        text_vectors: bool = typer.Option(True, "--text-vectors/--no-text-vectors", help="Store text vectors for semantic explanations."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Write embeddings + a cosine vector index into Neo4j and switch the active model atomically."""
+        from api.settings import get_settings
+
+        settings = get_settings()
+        if checkpoint is None and not latest:
+            raise ConfigError("give --checkpoint PATH or --latest")
+        path = checkpoint if checkpoint is not None else latest_checkpoint(settings.models_dir)
+        report = run_publish(path, dataset or settings.dataset, text_vectors=text_vectors, quiet=as_json)
+        if as_json:
+            typer.echo(json.dumps(report, indent=2))
+            return
+        m = report["model"]
+        typer.echo(f"published {m['version']} (tag {m['tag']}) for dataset {m['dataset']}: {report['users_written']} user and "
+                   f"{report['items_written']} item vectors, dim {m['dim']}, index {m['item_index']}")
+        typer.echo(f"cold items embedded from text: {report['cold_items']}; items without a vector: {report['items_without_vector']}; "
+                   f"text vectors: {report['text_vectors']}; previous model dropped: {report['previous_tag'] or '-'}; "
+                   f"{report['seconds']:.1f} s")
