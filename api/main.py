@@ -63,36 +63,34 @@ class BodySizeLimit:
                     await self._reject(scope, receive, send)
                     return
         seen = 0
-        started = False
+        rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    rejected = True
+                    await self._reject(scope, receive, send)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def guarded_send(message: Message) -> None:
+            if not rejected:  # after a 413 the app's own answer is dropped
+                await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._reject(scope, receive, send)
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not rejected:
+                raise
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, status_code=413)
         await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class Metrics:
@@ -151,6 +149,8 @@ def create_app(settings: Settings | None = None, connection_info: ConnectionInfo
                     "every explanation is a real path in the graph. Admin routes need `Authorization: Bearer <GRAPHREC_ADMIN_TOKEN>`.",
         lifespan=lifespan,
     )
+    if settings is not None:
+        app.dependency_overrides[get_settings] = lambda: settings
     metrics = Metrics()
     app.state.metrics = metrics
     app.include_router(api_router())
