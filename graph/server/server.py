@@ -450,7 +450,9 @@ class Neo4jServer:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return True  # no /proc (macOS): trust the pid
-        args = [a.decode("utf-8", "replace") for a in cmdline]
+        args = [a.decode("utf-8", "replace") for a in cmdline if a]
+        if not args:  # empty while the process execs (or for zombies, already excluded): alive, so ours
+            return True
         return ENTRY_POINT in args and f"--home-dir={self.home}" in args
 
 
