@@ -22,6 +22,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -84,6 +85,9 @@ class Neo4jServer:
         pagecache (str, optional): Page cache. (default: ``"512m"``)
         apoc (bool, optional): Install APOC core into plugins/. (default: ``True``)
         extra_conf (Mapping[str, str], optional): More neo4j.conf settings. (default: ``None``)
+        die_with_parent (bool, optional): Linux only: the server gets SIGTERM when the process that
+            started it dies (throwaway test servers; never left behind by a killed pytest).
+            (default: ``False``)
     """
 
     STOP_TIMEOUT_S: float = 120.0
@@ -99,6 +103,7 @@ class Neo4jServer:
         pagecache: str = "512m",
         apoc: bool = True,
         extra_conf: Mapping[str, str] | None = None,
+        die_with_parent: bool = False,
     ) -> None:
         self.home = Path(home).expanduser().absolute()
         self.version = version
@@ -109,6 +114,7 @@ class Neo4jServer:
         self.pagecache = pagecache
         self.apoc = apoc
         self.extra_conf = dict(extra_conf or {})
+        self.die_with_parent = die_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- paths -------------------------------------------------------------------------------
@@ -333,6 +339,7 @@ class Neo4jServer:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
                 )
             except OSError as e:
                 raise ProvisionError(f"could not start Java for Neo4j: {e}") from e
@@ -454,6 +461,17 @@ class Neo4jServer:
         if not args:  # empty while the process execs (or for zombies, already excluded): alive, so ours
             return True
         return ENTRY_POINT in args and f"--home-dir={self.home}" in args
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux for SIGTERM when the parent dies (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def server_from_settings(settings: Settings, bolt_port: int | None = None, http_port: int | None = None) -> Neo4jServer:

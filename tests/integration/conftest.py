@@ -66,6 +66,7 @@ def _start_throwaway_server() -> tuple[object, ConnectionInfo, Path]:
             heap=settings.neo4j_heap,
             pagecache="256m",
             extra_conf={"db.tx_log.preallocate": "false"},
+            die_with_parent=True,  # a killed pytest does not leave the server behind
         )
         atexit.register(server.stop)  # in case the session dies before the fixture's teardown
         try:

@@ -195,3 +195,28 @@ def test_stop_escalates_to_sigkill(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert (tmp_path / "ignoring").exists()
     assert srv.stop() is True
     assert pid_gone(pid)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_die_with_parent_server_goes_when_its_starter_dies(tmp_path: Path) -> None:
+    java = make_fake_java(tmp_path, "hang")
+    starter = f"""
+import os, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[3])!r})
+from pathlib import Path
+from graph.server import Neo4jServer
+from tests.unit.graph._server_fakes import make_ready_jar_cache
+srv = Neo4jServer(Path({str(tmp_path / 'home')!r}), "5.26.19", make_ready_jar_cache(Path({str(tmp_path / 'jars')!r})), die_with_parent=True)
+srv.home.mkdir(parents=True)
+srv._prepare_home()
+srv._launch({str(java)!r})
+print(srv._proc.pid, flush=True)
+os._exit(0)  # dies without stopping the server
+"""
+    out = subprocess.run([sys.executable, "-c", starter], capture_output=True, text=True, timeout=60, check=True).stdout
+    pid = int(out.split()[0])
+    for _ in range(100):
+        if pid_gone(pid):
+            break
+        time.sleep(0.1)
+    assert pid_gone(pid)
