@@ -168,6 +168,8 @@ def create_app(settings: Settings | None = None, connection_info: ConnectionInfo
         response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
+        if request.url.path.startswith(API_PREFIX + "/") and not path.startswith(API_PREFIX + "/"):
+            path = API_PREFIX + path  # routes of included routers report their path without the prefix
         metrics.requests.labels(request.method, path, str(response.status_code)).inc()
         metrics.latency.labels(request.method, path).observe(time.perf_counter() - t0)
         return response

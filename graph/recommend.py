@@ -218,7 +218,7 @@ def validate_filters(filters: Filters | dict[str, Any] | None) -> Filters:
     try:
         return Filters.model_validate(filters)
     except ValidationError as e:
-        raise InvalidArgumentError(f"invalid filters: {e.error_count()} problem(s)", e.errors(include_url=False)) from e
+        raise InvalidArgumentError(f"invalid filters: {e.error_count()} problem(s)", e.errors(include_url=False, include_context=False)) from e
 
 
 def _check_k(k: int) -> int:

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import GraphDep
 from api.schemas import ErrorOut, RecommendationsOut, RecommendedItemOut
 from graph.explain import explain
-from graph.recommend import Filters, RecommendationList, recommend
+from graph.recommend import RecommendationList, recommend, validate_filters
 from graphrec.errors import UnknownItemError
 
 router = APIRouter(prefix="/users", tags=["recommendations"])
@@ -53,8 +53,8 @@ def get_recommendations(
     reasons: Annotated[int, Query(ge=1, le=4, description="Reasons per item when explaining.")] = 3,
 ) -> RecommendationsOut:
     """Vector search with the user's embedding, then Cypher filters; explanations come from one more query."""
-    filters = Filters(exclude_seen=exclude_seen, genres=genre, year_min=year_min, year_max=year_max, include_ids=include,
-                      exclude_ids=exclude or [], diversity=diversity)
+    filters = validate_filters(dict(exclude_seen=exclude_seen, genres=genre, year_min=year_min, year_max=year_max, include_ids=include,
+                                    exclude_ids=exclude or [], diversity=diversity))
     recs = recommend(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database)
     return with_explanations(graph, recs, explain_, reasons, user_id=user_id)
 
