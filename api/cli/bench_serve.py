@@ -1,0 +1,182 @@
+"""``graphrec bench serve``: latency and throughput of the recommendations endpoint (with explanations)
+at several concurrencies, side by side with the raw Cypher it runs.
+
+The API runs as a separate ``graphrec serve`` process on 127.0.0.1 (as in production), the load
+generator is this process (httpx, one thread per concurrent client). The reference is the same
+Cypher sent straight through the driver at the same concurrency: the vector query alone, and the
+vector query plus the explanation query (what one request with ``explain=true`` runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """p50 / p95 / p99 / mean in milliseconds of ``samples`` (seconds)."""
+    if not samples:
+        return {"p50_ms": float("nan"), "p95_ms": float("nan"), "p99_ms": float("nan"), "mean_ms": float("nan")}
+    s = sorted(samples)
+
+    def q(p: float) -> float:
+        i = min(len(s) - 1, max(0, int(round(p * (len(s) - 1)))))
+        return s[i] * 1000.0
+
+    return {"p50_ms": q(0.50), "p95_ms": q(0.95), "p99_ms": q(0.99), "mean_ms": statistics.fmean(s) * 1000.0}
+
+
+def run_load(fn: Callable[[int], None], n_requests: int, concurrency: int, warmup: int = 10) -> dict[str, float]:
+    """Call ``fn(i)`` ``n_requests`` times from ``concurrency`` threads; latency percentiles and throughput."""
+    for i in range(min(warmup, n_requests)):
+        fn(i)
+    lat: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    counter = iter(range(n_requests))
+
+    def worker() -> None:
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            t0 = time.perf_counter()
+            try:
+                fn(i)
+            except Exception:  # noqa: BLE001 - counted, reported
+                with lock:
+                    errors[0] += 1
+                continue
+            dt = time.perf_counter() - t0
+            with lock:
+                lat.append(dt)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {**percentiles(lat), "throughput_rps": len(lat) / wall if wall > 0 else 0.0, "errors": float(errors[0]), "n": float(len(lat))}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def register_bench(bench_app: typer.Typer) -> None:
+    """Add ``graphrec bench serve``."""
+
+    @bench_app.command("serve")
+    def bench_serve(
+        dataset: str | None = typer.Option(None, "--dataset", help="Dataset (default: GRAPHREC_DATASET)."),
+        requests: int = typer.Option(300, "--requests", "-n", min=10, help="Requests per concurrency level."),
+        concurrency: str = typer.Option("1,8,32", "--concurrency", help="Comma-separated concurrency levels."),
+        k: int = typer.Option(10, "--k", min=1, max=100),
+        users: int = typer.Option(200, "--users", min=1, help="Distinct users sampled for the requests."),
+        seed: int = typer.Option(0, "--seed"),
+        as_json: bool = typer.Option(False, "--json", help="Print only the JSON result."),
+    ) -> None:
+        """p50/p95/p99 + throughput of GET /v1/users/{id}/recommendations?explain=true vs the raw Cypher."""
+        import httpx
+
+        from api.cli.common import connection_info, open_graph
+        from api.settings import get_settings
+        from graph.connection import read
+        from graph.embeddings import require_active_model
+        from graph.explain import explain
+        from graph.recommend import Filters, recommend
+
+        settings = get_settings()
+        ds = dataset or settings.dataset
+        levels = [int(c) for c in concurrency.split(",") if c.strip()]
+        info = connection_info(settings)
+        with open_graph(settings) as driver:
+            model = require_active_model(driver, ds, info.database)
+            rows = read(driver, f"MATCH (d:Dataset {{name: $ds}}) MATCH (u:User {{dataset: $ds, gen: d.gen}}) "
+                                f"WHERE u.`{model.user_prop}` IS NOT NULL RETURN u.id AS id", {"ds": ds}, info.database)
+            ids = [r["id"] for r in rows]
+            if not ids:
+                raise typer.BadParameter(f"no user of {ds!r} has an embedding: publish a model first")
+            rng = random.Random(seed)
+            sample = rng.sample(ids, min(users, len(ids)))
+
+            def raw_vector(i: int) -> None:
+                recommend(driver, sample[i % len(sample)], k, Filters(), dataset=ds, database=info.database)
+
+            def raw_full(i: int) -> None:
+                u = sample[i % len(sample)]
+                recs = recommend(driver, u, k, Filters(), dataset=ds, database=info.database)
+                explain(driver, [x.item_id for x in recs.items], dataset=ds, user_id=u, database=info.database)
+
+            results: dict[str, Any] = {"dataset": ds, "model_version": model.version, "k": k, "requests": requests,
+                                       "users": len(sample), "cpu_count": os.cpu_count(), "levels": {}}
+            port = _free_port()
+            env = {**os.environ, "GRAPHREC_DATASET": ds}
+            proc = subprocess.Popen([sys.executable, "-m", "api.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            try:
+                base = f"http://127.0.0.1:{port}"
+                limits = httpx.Limits(max_connections=max(levels) + 4, max_keepalive_connections=max(levels) + 4)
+                with httpx.Client(base_url=base, timeout=30.0, limits=limits) as client:
+                    deadline = time.monotonic() + 120
+                    while True:
+                        try:
+                            if client.get("/v1/health").status_code == 200:
+                                break
+                        except httpx.HTTPError:
+                            pass
+                        if proc.poll() is not None or time.monotonic() > deadline:
+                            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+                            raise typer.BadParameter(f"the API did not start: {err}")
+                        time.sleep(0.3)
+
+                    def api_call(i: int) -> None:
+                        r = client.get(f"/v1/users/{sample[i % len(sample)]}/recommendations", params={"k": k, "explain": "true"})
+                        if r.status_code != 200:
+                            raise RuntimeError(r.text)
+
+                    for c in levels:
+                        results["levels"][str(c)] = {
+                            "api_explain": run_load(api_call, requests, c),
+                            "cypher_vector": run_load(raw_vector, requests, c),
+                            "cypher_vector_plus_explain": run_load(raw_full, requests, c),
+                        }
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        for lvl in results["levels"].values():
+            lvl["api_overhead_x_p50"] = lvl["api_explain"]["p50_ms"] / max(lvl["cypher_vector_plus_explain"]["p50_ms"], 1e-9)
+        if as_json:
+            typer.echo(json.dumps(results, indent=2))
+            return
+        typer.echo(f"bench serve: dataset {ds}, model {model.version}, k={k}, {requests} requests per level, "
+                   f"{len(sample)} users, {os.cpu_count()} CPUs shared with Neo4j and the load generator")
+        header = f"{'conc':>4} {'what':<28} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}"
+        typer.echo(header)
+        for c, lvl in results["levels"].items():
+            for name in ("api_explain", "cypher_vector_plus_explain", "cypher_vector"):
+                m = lvl[name]
+                typer.echo(f"{c:>4} {name:<28} {m['p50_ms']:>8.1f} {m['p95_ms']:>8.1f} {m['p99_ms']:>8.1f} "
+                           f"{m['throughput_rps']:>8.1f} {int(m['errors']):>6}")
+            typer.echo(f"{c:>4} API / raw Cypher (p50): {lvl['api_overhead_x_p50']:.2f}x")
+        typer.echo(json.dumps(results))
