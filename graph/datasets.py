@@ -1,0 +1,338 @@
+"""Datasets and their load generations: how every reader finds the *active* graph of a dataset.
+
+Every data node carries ``dataset`` and ``gen``. The node ``(:Dataset {name})`` holds the active
+generation in ``gen``; a ``replace`` load writes a new generation, flips ``Dataset.gen`` in one
+small transaction when it is complete, then deletes the old generation. Readers must therefore
+always resolve the active generation first. The Cypher pattern (paste into the Browser)::
+
+    MATCH (d:Dataset {name: 'movielens'})
+    MATCH (u:User {dataset: d.name, gen: d.gen})-[r:INTERACTED]->(i:Item {dataset: d.name, gen: d.gen})
+    RETURN u.id, i.title, r.rating LIMIT 10
+
+or, from Python, :func:`active_generation` and ``$dataset`` / ``$gen`` parameters.
+
+Bookkeeping properties of ``(:Dataset)`` (written only by the loader):
+
+``gen``
+    The active generation (absent until the first load completes).
+``last_gen``
+    The highest generation number ever handed out (generations are never reused).
+``garbage``
+    Generations waiting to be deleted (an old generation after a flip, the partial generation
+    of a failed replace).
+``loading_gen``, ``loading_mode``, ``loading_pid``, ``loading_host``, ``loading_heartbeat``
+    Set while a load runs (a lease). A lease whose process is gone (same host, dead pid) or
+    whose heartbeat is older than :data:`STALE_AFTER_S` belongs to a killed load: its generation
+    is an orphan and the next load, or ``graphrec load cleanup``, deletes it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+
+import neo4j
+from neo4j import exceptions as neo4j_exc
+from pydantic import BaseModel
+
+from graph.connection import read, translate_error, write
+from graph.schema import DATA_LABELS, USER, check_label
+from graphrec.errors import LoadError, NotFoundError
+
+STALE_AFTER_S = 600.0
+"""A load lease whose heartbeat is older than this (seconds) is considered dead."""
+
+ACTIVE_GEN = "MATCH (d:Dataset {name: $dataset}) RETURN d.gen AS gen"
+DATASET_INFO = "MATCH (d:Dataset) WHERE $dataset IS NULL OR d.name = $dataset RETURN d {.*} AS d ORDER BY d.name"
+
+BEGIN_LOAD = """
+MERGE (d:Dataset {name: $dataset})
+ON CREATE SET d.last_gen = 0, d.garbage = []
+SET d.lease_probe = $now
+RETURN d {.*} AS d
+"""
+
+TAKE_LEASE = """
+MATCH (d:Dataset {name: $dataset})
+SET d.loading_gen = $gen, d.loading_mode = $mode, d.loading_pid = $pid, d.loading_host = $host,
+    d.loading_heartbeat = $now, d.last_gen = CASE WHEN $gen > coalesce(d.last_gen, 0) THEN $gen ELSE d.last_gen END,
+    d.garbage = [g IN coalesce(d.garbage, []) WHERE g <> $gen] + $orphans
+REMOVE d.lease_probe
+"""
+
+HEARTBEAT = "MATCH (d:Dataset {name: $dataset}) WHERE d.loading_gen = $gen AND d.loading_pid = $pid SET d.loading_heartbeat = $now"
+
+FLIP = """
+MATCH (d:Dataset {name: $dataset})
+WHERE d.loading_gen = $gen AND d.loading_pid = $pid
+WITH d, d.gen AS old
+SET d.gen = $gen, d.loaded_at = $loaded_at, d.source = $source, d.mode = $mode,
+    d.garbage = [g IN coalesce(d.garbage, []) WHERE g <> $gen] + CASE WHEN old IS NULL OR old = $gen THEN [] ELSE [old] END
+SET d += $counts
+REMOVE d.loading_gen, d.loading_mode, d.loading_pid, d.loading_host, d.loading_heartbeat
+RETURN old
+"""
+
+RELEASE_LEASE = """
+MATCH (d:Dataset {name: $dataset})
+WHERE d.loading_gen = $gen AND d.loading_pid = $pid
+SET d.garbage = [g IN coalesce(d.garbage, []) WHERE g <> $gen] + CASE WHEN $discard AND $gen <> coalesce(d.gen, -1) THEN [$gen] ELSE [] END
+REMOVE d.loading_gen, d.loading_mode, d.loading_pid, d.loading_host, d.loading_heartbeat
+"""
+
+FORGET_GARBAGE = "MATCH (d:Dataset {name: $dataset}) SET d.garbage = [g IN coalesce(d.garbage, []) WHERE g <> $gen]"
+
+DROP_EMPTY_DATASET = "MATCH (d:Dataset {name: $dataset}) WHERE d.gen IS NULL AND d.loading_gen IS NULL AND size(coalesce(d.garbage, [])) = 0 DELETE d"
+
+
+def _delete_rels_query(label: str) -> str:
+    return (
+        f"MATCH (n:`{check_label(label)}` {{dataset: $dataset, gen: $gen}})-[r]->() "
+        "CALL (r) { DELETE r } IN TRANSACTIONS OF $limit ROWS"
+    )
+
+
+def _delete_nodes_query(label: str) -> str:
+    return (
+        f"MATCH (n:`{check_label(label)}` {{dataset: $dataset, gen: $gen}}) "
+        "CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF $limit ROWS"
+    )
+
+
+def _run_autocommit(driver: neo4j.Driver, query: str, params: dict[str, object], database: str) -> neo4j.SummaryCounters:
+    """Run a ``CALL { ... } IN TRANSACTIONS`` statement, which needs an auto-commit transaction
+    (``execute_query`` always opens a managed one)."""
+    try:
+        with driver.session(database=database) as session:
+            return session.run(query, params).consume().counters
+    except (neo4j_exc.Neo4jError, neo4j_exc.DriverError, OSError) as e:
+        raise translate_error(e) from e
+
+
+class DatasetInfo(BaseModel):
+    """The ``(:Dataset)`` node of one dataset."""
+
+    name: str
+    gen: int | None = None
+    last_gen: int = 0
+    garbage: list[int] = []
+    loaded_at: str | None = None
+    source: str | None = None
+    mode: str | None = None
+    loading_gen: int | None = None
+    loading_mode: str | None = None
+    loading_pid: int | None = None
+    loading_host: str | None = None
+    loading_heartbeat: float | None = None
+    counts: dict[str, int] = {}
+
+
+def _info(props: dict[str, object]) -> DatasetInfo:
+    known = set(DatasetInfo.model_fields) - {"counts"}
+    counts = {k[len("count_") :]: int(v) for k, v in props.items() if k.startswith("count_") and isinstance(v, (int, float))}
+    data = {k: v for k, v in props.items() if k in known and v is not None}
+    return DatasetInfo(**data, counts=counts)
+
+
+def active_generation(driver: neo4j.Driver, dataset: str, database: str = "neo4j") -> int:
+    """The active generation of ``dataset``: use it as ``$gen`` with ``{dataset: $dataset, gen: $gen}``.
+
+    Raises:
+        NotFoundError: The dataset has never been loaded completely.
+    """
+    records = read(driver, ACTIVE_GEN, {"dataset": dataset}, database=database)
+    if not records or records[0]["gen"] is None:
+        raise NotFoundError(f"dataset {dataset!r} is not loaded; run `graphrec load ...` first")
+    return int(records[0]["gen"])
+
+
+def list_datasets(driver: neo4j.Driver, database: str = "neo4j", dataset: str | None = None) -> list[DatasetInfo]:
+    """Every ``(:Dataset)`` node (or just ``dataset``), with its generations and counts."""
+    return [_info(dict(r["d"])) for r in read(driver, DATASET_INFO, {"dataset": dataset}, database=database)]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lease_is_stale(info: DatasetInfo, now: float | None = None) -> bool:
+    """Whether the running-load lease of ``info`` belongs to a process that is gone."""
+    if info.loading_gen is None:
+        return False
+    now = time.time() if now is None else now
+    if info.loading_host == socket.gethostname() and info.loading_pid is not None:
+        if info.loading_pid == os.getpid():
+            return True  # a lease of this very process that was not released
+        return not _pid_alive(info.loading_pid)
+    return info.loading_heartbeat is None or now - info.loading_heartbeat > STALE_AFTER_S
+
+
+class Lease(BaseModel):
+    """A load's claim on a dataset: the generation it writes and whether that generation is new."""
+
+    dataset: str
+    gen: int
+    previous_gen: int | None
+    fresh: bool
+    mode: str
+    pid: int
+
+
+def acquire_lease(driver: neo4j.Driver, dataset: str, mode: str, fresh: bool, database: str = "neo4j") -> Lease:
+    """Claim ``dataset`` for one load, in one transaction.
+
+    Args:
+        dataset: Dataset name.
+        mode: ``upsert`` or ``replace``.
+        fresh: Write a new generation (replace, or the first load) instead of the active one.
+        database: Database name.
+
+    Returns:
+        The lease. A dead load's generation found on the way is moved to ``garbage``.
+
+    Raises:
+        LoadError: Another load of the same dataset is running.
+    """
+    pid = os.getpid()
+
+    def work(tx: neo4j.ManagedTransaction) -> Lease:
+        props = tx.run(BEGIN_LOAD, dataset=dataset, now=time.time()).single(strict=True)["d"]
+        info = _info(dict(props))
+        orphans: list[int] = []
+        if info.loading_gen is not None:
+            if not lease_is_stale(info):
+                raise LoadError(
+                    f"another load of dataset {dataset!r} is running (pid {info.loading_pid} on {info.loading_host}, "
+                    f"generation {info.loading_gen}); wait for it or run `graphrec load cleanup` once it is dead"
+                )
+            if info.loading_gen != info.gen:
+                orphans.append(info.loading_gen)
+        use_fresh = fresh or info.gen is None
+        gen = (max(info.last_gen, info.gen or 0) + 1) if use_fresh else int(info.gen)  # type: ignore[arg-type]
+        tx.run(TAKE_LEASE, dataset=dataset, gen=gen, mode=mode, pid=pid, host=socket.gethostname(), now=time.time(), orphans=orphans)
+        return Lease(dataset=dataset, gen=gen, previous_gen=info.gen, fresh=use_fresh, mode=mode, pid=pid)
+
+    return _execute_write(driver, work, database)
+
+
+def _execute_write(driver: neo4j.Driver, work: Callable[[neo4j.ManagedTransaction], object], database: str):  # type: ignore[no-untyped-def]
+    try:
+        with driver.session(database=database) as session:
+            return session.execute_write(work)
+    except (neo4j_exc.Neo4jError, neo4j_exc.DriverError, OSError) as e:
+        raise translate_error(e) from e
+
+
+def heartbeat(driver: neo4j.Driver, lease: Lease, database: str = "neo4j") -> None:
+    """Refresh the lease's heartbeat (called between batches)."""
+    write(driver, HEARTBEAT, {"dataset": lease.dataset, "gen": lease.gen, "pid": lease.pid, "now": time.time()}, database=database)
+
+
+def flip_generation(driver: neo4j.Driver, lease: Lease, source: str, counts: dict[str, int], database: str = "neo4j") -> int | None:
+    """Make the lease's generation the active one (one small transaction) and release the lease.
+
+    Returns:
+        The previously active generation (now in ``garbage``), or None.
+
+    Raises:
+        LoadError: The lease was lost (another process took over the dataset).
+    """
+    records, _, _ = _run_write(
+        driver,
+        FLIP,
+        {
+            "dataset": lease.dataset,
+            "gen": lease.gen,
+            "pid": lease.pid,
+            "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "source": source,
+            "mode": lease.mode,
+            "counts": {f"count_{k}": int(v) for k, v in counts.items()},
+        },
+        database,
+    )
+    if not records:
+        raise LoadError(f"lost the load lease on dataset {lease.dataset!r}; the new generation {lease.gen} was not activated")
+    old = records[0]["old"]
+    return None if old is None or old == lease.gen else int(old)
+
+
+def _run_write(driver: neo4j.Driver, query: str, params: dict[str, object], database: str):  # type: ignore[no-untyped-def]
+    try:
+        return driver.execute_query(query, params, database_=database, routing_=neo4j.RoutingControl.WRITE)
+    except (neo4j_exc.Neo4jError, neo4j_exc.DriverError, OSError) as e:
+        raise translate_error(e) from e
+
+
+def release_lease(driver: neo4j.Driver, lease: Lease, discard: bool, database: str = "neo4j") -> None:
+    """Give up the lease; with ``discard`` the lease's (non-active) generation goes to ``garbage``."""
+    write(driver, RELEASE_LEASE, {"dataset": lease.dataset, "gen": lease.gen, "pid": lease.pid, "discard": discard}, database=database)
+
+
+def delete_generation(
+    driver: neo4j.Driver,
+    dataset: str,
+    gen: int,
+    database: str = "neo4j",
+    batch_size: int = 10_000,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Delete every node (and relationship) of one generation, in batches. Returns nodes deleted.
+
+    Refuses to delete the active generation.
+    """
+    try:
+        active: int | None = active_generation(driver, dataset, database)
+    except NotFoundError:
+        active = None
+    if active == gen:
+        raise LoadError(f"refusing to delete generation {gen} of {dataset!r}: it is the active one")
+    deleted = 0
+    params = {"dataset": dataset, "gen": gen, "limit": batch_size}
+    for label in DATA_LABELS:
+        if label == USER:  # users own most relationships: delete those first, in batches
+            _run_autocommit(driver, _delete_rels_query(label), params, database)
+        n = _run_autocommit(driver, _delete_nodes_query(label), params, database).nodes_deleted
+        deleted += n
+        if progress is not None and n:
+            progress(n)
+    write(driver, FORGET_GARBAGE, {"dataset": dataset, "gen": gen}, database=database)
+    return deleted
+
+
+class CleanupReport(BaseModel):
+    """What :func:`cleanup` removed."""
+
+    dataset: str
+    generations: list[int]
+    nodes_deleted: int
+
+
+def cleanup(driver: neo4j.Driver, dataset: str | None = None, database: str = "neo4j", batch_size: int = 10_000) -> list[CleanupReport]:
+    """Delete garbage generations and generations of dead loads (of one dataset or all).
+
+    A running load (live lease) is left alone.
+    """
+    reports: list[CleanupReport] = []
+    for info in list_datasets(driver, database, dataset):
+        gens = [g for g in info.garbage if g != info.gen]
+        if info.loading_gen is not None and lease_is_stale(info):
+            stale = Lease(dataset=info.name, gen=info.loading_gen, previous_gen=info.gen, fresh=info.loading_gen != info.gen, mode=info.loading_mode or "?", pid=info.loading_pid or -1)
+            release_lease(driver, stale, discard=stale.fresh, database=database)
+            if stale.fresh and stale.gen not in gens:
+                gens.append(stale.gen)
+        deleted = 0
+        for gen in sorted(set(gens)):
+            deleted += delete_generation(driver, info.name, gen, database, batch_size)
+        write(driver, DROP_EMPTY_DATASET, {"dataset": info.name}, database=database)
+        if gens:
+            reports.append(CleanupReport(dataset=info.name, generations=sorted(set(gens)), nodes_deleted=deleted))
+    return reports
