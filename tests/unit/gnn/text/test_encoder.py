@@ -1,0 +1,118 @@
+"""The BERT encoder loads offline, orders similarities sensibly, and its cache skips the model."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphrec.errors import TextModelError
+from gnn.text.cache import TextCache, encode_with_cache, text_hash
+from gnn.text.encoder import EncoderConfig, TextEncoder, resolve_text_model
+
+
+@pytest.fixture(scope="module")
+def encoder() -> TextEncoder:
+    return TextEncoder(EncoderConfig(device="cpu", batch_size=8))
+
+
+def test_construction_loads_nothing() -> None:
+    enc = TextEncoder()
+    assert not enc.loaded
+    assert enc.dim == 384  # read from config.json, still not loaded
+    assert not enc.loaded
+
+
+def test_encoder_loads_offline_and_gives_unit_vectors(encoder: TextEncoder) -> None:
+    v = encoder.encode(["a film about space travel", ""])
+    assert v.shape == (2, 384)
+    assert v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+
+
+def test_similarity_ordering_on_fixed_sentences(encoder: TextEncoder) -> None:
+    anchor, close, far = encoder.encode(
+        [
+            "An astronaut travels through a wormhole to save humanity.",
+            "A space crew journeys to distant planets in a spaceship.",
+            "A romantic comedy about a wedding planner in Paris.",
+        ]
+    )
+    assert anchor @ close > anchor @ far + 0.1
+
+
+def test_sorting_by_length_keeps_input_order(encoder: TextEncoder) -> None:
+    texts = ["short", "a much much longer sentence about many different things", "mid length text"]
+    sorted_v = encoder.encode(texts)
+    one_by_one = np.stack([encoder.encode([t])[0] for t in texts])
+    np.testing.assert_allclose(sorted_v, one_by_one, atol=1e-5)
+
+
+def test_hub_name_without_hub_fails_fast() -> None:
+    t0 = time.perf_counter()
+    with pytest.raises(TextModelError, match="no model hub is configured"):
+        TextEncoder(EncoderConfig(model="bert-base-uncased", hf_hub=False))
+    assert time.perf_counter() - t0 < 1.0  # no DNS / retry loop
+
+
+def test_local_folder_and_bad_folder(tmp_path: Path) -> None:
+    src, local = resolve_text_model(None)
+    assert local and Path(src, "config.json").is_file()
+    assert resolve_text_model(src) == (str(Path(src).resolve()), True)
+    with pytest.raises(TextModelError, match="no config.json"):
+        resolve_text_model(str(tmp_path))
+
+
+def test_hub_name_is_passed_through_when_hub_configured() -> None:
+    assert resolve_text_model("bert-base-uncased", hf_hub=True) == ("bert-base-uncased", False)
+
+
+class CountingEncoder:
+    """Wraps a real encoder and counts how many texts reach the model."""
+
+    def __init__(self, inner: TextEncoder) -> None:
+        self.inner = inner
+        self.identity = inner.identity
+        self.dim = inner.dim
+        self.calls: list[int] = []
+        self.last_throughput = None
+
+    def encode(self, texts: list[str], progress: bool = False, desc: str = "") -> np.ndarray:
+        self.calls.append(len(texts))
+        return self.inner.encode(texts)
+
+
+def test_cache_hits_skip_the_model(encoder: TextEncoder, tmp_path: Path) -> None:
+    enc = CountingEncoder(encoder)
+    texts = ["alpha movie", "beta movie", "alpha movie"]
+    v1, s1 = encode_with_cache(enc, texts, tmp_path)  # type: ignore[arg-type]
+    assert enc.calls == [2]  # duplicates encoded once
+    assert (s1.cache_hits, s1.encoded) == (0, 2)
+    v2, s2 = encode_with_cache(enc, texts, tmp_path)  # type: ignore[arg-type]
+    assert enc.calls == [2]  # no model call at all
+    assert (s2.cache_hits, s2.encoded, s2.texts_per_s) == (3, 0, None)
+    np.testing.assert_allclose(v1, v2)
+    # a changed item re-encodes only itself
+    v3, s3 = encode_with_cache(enc, ["alpha movie", "gamma movie", "beta movie"], tmp_path)  # type: ignore[arg-type]
+    assert enc.calls == [2, 1]
+    assert s3.encoded == 1
+    np.testing.assert_allclose(v3[0], v1[0])
+
+
+def test_all_hits_never_load_the_model(encoder: TextEncoder, tmp_path: Path) -> None:
+    texts = ["cached one", "cached two"]
+    encode_with_cache(encoder, texts, tmp_path)
+    fresh = TextEncoder(EncoderConfig(device="cpu"))
+    vecs, stats = encode_with_cache(fresh, texts, tmp_path)
+    assert not fresh.loaded
+    assert fresh.forward_calls == 0
+    assert vecs.shape == (2, 384) and stats.cache_hits == 2
+
+
+def test_cache_is_keyed_by_model_identity(tmp_path: Path) -> None:
+    a = TextCache(tmp_path, "model-a")
+    a.put([text_hash("x")], np.ones((1, 3), np.float32))
+    assert TextCache(tmp_path, "model-a").get([text_hash("x")])[1].tolist() == [True]
+    assert TextCache(tmp_path, "model-b").get([text_hash("x")])[1].tolist() == [False]
