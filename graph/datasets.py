@@ -284,16 +284,17 @@ def delete_generation(
     database: str = "neo4j",
     batch_size: int = 10_000,
     progress: Callable[[int], None] | None = None,
+    force: bool = False,
 ) -> int:
     """Delete every node (and relationship) of one generation, in batches. Returns nodes deleted.
 
-    Refuses to delete the active generation.
+    Refuses to delete the active generation unless ``force`` (used by :func:`drop_dataset`).
     """
     try:
         active: int | None = active_generation(driver, dataset, database)
     except NotFoundError:
         active = None
-    if active == gen:
+    if active == gen and not force:
         raise LoadError(f"refusing to delete generation {gen} of {dataset!r}: it is the active one")
     deleted = 0
     params = {"dataset": dataset, "gen": gen, "limit": batch_size}
@@ -336,3 +337,24 @@ def cleanup(driver: neo4j.Driver, dataset: str | None = None, database: str = "n
         if gens:
             reports.append(CleanupReport(dataset=info.name, generations=sorted(set(gens)), nodes_deleted=deleted))
     return reports
+
+
+DELETE_DATASET = "MATCH (d:Dataset {name: $dataset}) DELETE d"
+
+
+def drop_dataset(driver: neo4j.Driver, dataset: str, database: str = "neo4j", batch_size: int = 10_000) -> int:
+    """Delete a dataset entirely: every generation and its ``(:Dataset)`` node. Returns nodes deleted.
+
+    Raises:
+        LoadError: A load of the dataset is running.
+    """
+    infos = list_datasets(driver, database, dataset)
+    if not infos:
+        return 0
+    info = infos[0]
+    if info.loading_gen is not None and not lease_is_stale(info):
+        raise LoadError(f"a load of dataset {dataset!r} is running; cannot drop it")
+    gens = set(info.garbage) | {g for g in (info.gen, info.loading_gen) if g is not None}
+    deleted = sum(delete_generation(driver, dataset, g, database, batch_size, force=True) for g in sorted(gens))
+    write(driver, DELETE_DATASET, {"dataset": dataset}, database=database)
+    return deleted
