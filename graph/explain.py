@@ -6,7 +6,8 @@ and most recent first, at most ``max_anchors``. For every recommended item the q
 
 * **collaborative** — the anchor with the most co-likers relative to both items' audiences:
   ``(u)-[:INTERACTED]->(anchor)<-[:INTERACTED]-(v:User)-[:INTERACTED]->(item)``, both ratings of
-  ``v`` >= the threshold. Weight: :math:`c / \\sqrt{\\deg(a)\\,\\deg(i)}` (the item-item cosine).
+  ``v`` >= the threshold. Weight: :math:`c / \\sqrt{|L_a|\\,|L_i|}` with :math:`L` the liker sets
+  (the item-item cosine); computed as a hash join of liker sets returned by the one query.
 * **content** — the anchor sharing the most attributes:
   ``(u)-[:INTERACTED]->(anchor)-[:HAS_GENRE|HAS_TAG|IN_CATEGORY|HAS_BRAND]->(x)<-[same type]-(item)``.
   Weight: Jaccard of the two attribute sets.
@@ -88,8 +89,7 @@ CALL (u) {
   WHERE r.rating IS NULL OR r.rating >= $like
   WITH l, r ORDER BY coalesce(r.rating, 0.0) DESC, coalesce(r.ts, 0) DESC, l.id
   LIMIT $max_anchors
-  RETURN collect({item: l, rating: r.rating, deg: COUNT { (l)<-[:INTERACTED]-(:User) },
-                  attrs: [(l)-[a]->(x) WHERE type(a) IN $attr_rels | type(a) + ':' + x.name]}) AS anchors
+  RETURN collect({item: l, rating: r.rating}) AS anchors
 }
 """
 
@@ -100,49 +100,85 @@ WITH d, m, null AS u
 CALL (d) {
   UNWIND $anchor_ids AS aid
   MATCH (l:Item {dataset: $dataset, gen: d.gen, id: aid})
-  RETURN collect({item: l, rating: null, deg: COUNT { (l)<-[:INTERACTED]-(:User) },
-                  attrs: [(l)-[a]->(x) WHERE type(a) IN $attr_rels | type(a) + ':' + x.name]}) AS anchors
+  RETURN collect({item: l, rating: null}) AS anchors
 }
 """
 
+# One row: the anchors and the recommended items, each with its likers (users who rated it >= the
+# threshold, the requesting user excluded) and attribute keys; text-vector cosines per (item, anchor).
+# Co-liker counts are intersections of these liker sets (a hash join done by the caller) rather than a
+# (anchor)<-(v)->(item) expansion per pair, which is far cheaper for popular items.
 _PER_ITEM = """
-UNWIND $item_ids AS iid
-MATCH (rec:Item {dataset: $dataset, gen: d.gen, id: iid})
-WITH m, u, anchors, rec, COUNT { (rec)<-[:INTERACTED]-(:User) } AS rec_deg,
-     [(rec)-[a]->(x) WHERE type(a) IN $attr_rels | type(a) + ':' + x.name] AS rec_attrs
-CALL (u, rec, rec_deg, anchors) {
-  UNWIND anchors AS a
-  WITH u, rec, rec_deg, a, a.item AS l
-  MATCH (l)<-[r1:INTERACTED]-(v:User)-[r2:INTERACTED]->(rec)
-  WHERE (u IS NULL OR v <> u) AND l <> rec
-    AND (r1.rating IS NULL OR r1.rating >= $like) AND (r2.rating IS NULL OR r2.rating >= $like)
-  WITH a, l, rec_deg, count(v) AS co, collect(v.id)[0..$n_witnesses] AS witnesses
-  WITH a, l, co, witnesses, toFloat(co) / sqrt(toFloat(a.deg) * toFloat(rec_deg)) AS w
-  ORDER BY w DESC, co DESC LIMIT 1
-  RETURN collect({anchor: l.id, title: l.title, rating: a.rating, co: co, witnesses: witnesses, weight: w}) AS collab
+WITH d, m, u, anchors
+CALL (d, m, u, anchors) {
+  UNWIND $item_ids AS iid
+  MATCH (rec:Item {dataset: $dataset, gen: d.gen, id: iid})
+  RETURN collect({
+    id: rec.id, title: rec.title, deg: COUNT { (rec)<-[:INTERACTED]-(:User) },
+    likers: [(rec)<-[r:INTERACTED]-(v:User) WHERE (u IS NULL OR v <> u) AND (r.rating IS NULL OR r.rating >= $like) | v.id],
+    attrs: [(rec)-[a]->(x) WHERE type(a) IN $attr_rels | type(a) + ':' + x.name],
+    sims: CASE WHEN m IS NULL OR m.text_prop IS NULL OR rec[m.text_prop] IS NULL THEN []
+          ELSE [a IN anchors | vector.similarity.cosine(rec[m.text_prop], a.item[m.text_prop])] END
+  }) AS recs
 }
-CALL (rec, rec_attrs, anchors) {
+CALL (u, anchors) {
   UNWIND anchors AS a
-  WITH a, [x IN a.attrs WHERE x IN rec_attrs] AS shared
-  WHERE size(shared) > 0 AND a.item <> rec
-  WITH a, shared, toFloat(size(shared)) / (size(a.attrs) + size(rec_attrs) - size(shared)) AS w
-  ORDER BY w DESC, coalesce(a.rating, 0.0) DESC LIMIT 1
-  RETURN collect({anchor: a.item.id, title: a.item.title, rating: a.rating, shared: shared, weight: w}) AS content
+  WITH a, a.item AS l
+  RETURN collect({
+    id: l.id, title: l.title, rating: a.rating,
+    likers: [(l)<-[r:INTERACTED]-(v:User) WHERE (u IS NULL OR v <> u) AND (r.rating IS NULL OR r.rating >= $like) | v.id],
+    attrs: [(l)-[x]->(t) WHERE type(x) IN $attr_rels | type(x) + ':' + t.name]
+  }) AS anchor_rows
 }
-CALL (m, rec, anchors) {
-  WITH m, rec, anchors
-  WHERE m IS NOT NULL AND m.text_prop IS NOT NULL AND rec[m.text_prop] IS NOT NULL
-  UNWIND anchors AS a
-  WITH a, vector.similarity.cosine(rec[m.text_prop], a.item[m.text_prop]) AS s
-  WHERE s IS NOT NULL AND a.item <> rec
-  WITH a, 2.0 * s - 1.0 AS cos ORDER BY cos DESC LIMIT 1
-  RETURN collect({anchor: a.item.id, title: a.item.title, rating: a.rating, cos: cos}) AS semantic
-}
-RETURN rec.id AS id, rec.title AS title, rec_deg, coalesce(m.n_users, 0) AS n_users, collab, content, semantic
+RETURN coalesce(m.n_users, 0) AS n_users, recs, anchor_rows AS anchors
 """
 
 Q_EXPLAIN_USER = _ANCHORS_USER + _PER_ITEM
 Q_EXPLAIN_ITEMS = _ANCHORS_ITEMS + _PER_ITEM
+
+
+def assemble_rows(anchors: list[dict[str, Any]], recs: list[dict[str, Any]], n_users: int, n_witnesses: int = 3) -> list[dict[str, Any]]:
+    """Pick, for every recommended item, the best anchor per reason kind (pure; unit-tested).
+
+    collaborative: max :math:`c / \\sqrt{|L_a| |L_i|}` over anchors, :math:`c = |L_a \\cap L_i|` (liker sets);
+    content: max Jaccard of attribute sets; semantic: max text cosine.
+    """
+    prepared = [(a, set(a["likers"]), set(a["attrs"])) for a in anchors]
+    rows = []
+    for rec in recs:
+        likers = set(rec["likers"])
+        rec_attrs = set(rec["attrs"])
+        collab: list[dict[str, Any]] = []
+        content: list[dict[str, Any]] = []
+        semantic: list[dict[str, Any]] = []
+        best_c = best_j = None
+        for a, a_likers, a_attrs in prepared:
+            if a["id"] == rec["id"]:
+                continue
+            co = likers & a_likers
+            if co:
+                w = len(co) / ((len(likers) * len(a_likers)) ** 0.5)
+                if best_c is None or (w, len(co)) > best_c[0]:
+                    best_c = ((w, len(co)), {"anchor": a["id"], "title": a["title"], "rating": a["rating"], "co": len(co),
+                                              "witnesses": sorted(co)[:n_witnesses], "weight": w})
+            shared = rec_attrs & a_attrs
+            if shared:
+                j = len(shared) / len(rec_attrs | a_attrs)
+                key = (j, a["rating"] or 0.0)
+                if best_j is None or key > best_j[0]:
+                    best_j = (key, {"anchor": a["id"], "title": a["title"], "rating": a["rating"], "shared": sorted(shared), "weight": j})
+        if best_c:
+            collab.append(best_c[1])
+        if best_j:
+            content.append(best_j[1])
+        sims = [(2.0 * s - 1.0, a) for s, a in zip(rec.get("sims") or [], anchors) if s is not None and a["id"] != rec["id"]]
+        if sims:
+            cos, a = max(sims, key=lambda t: t[0])
+            semantic.append({"anchor": a["id"], "title": a["title"], "rating": a["rating"], "cos": cos})
+        rows.append({"id": rec["id"], "title": rec["title"], "rec_deg": rec["deg"], "n_users": n_users,
+                     "collab": collab, "content": content, "semantic": semantic})
+    return rows
+
 
 Q_USER_EXISTS = """
 MATCH (d:Dataset {name: $dataset})
@@ -280,7 +316,7 @@ def build_reasons(row: dict[str, Any], user_id: str | None, max_reasons: int) ->
     if deg > 0:
         share = deg / n_users if n_users else 0.0
         reasons.append(Reason(kind="popularity", weight=min(1.0, share), count=deg,
-                              text=f"popular with {deg} user{'' if deg == 1 else 's'}" + (f" ({share:.0%} of all users)" if n_users else ""),
+                              text=f"popular with {deg} user{'' if deg == 1 else 's'}" + (f" ({share:.1%} of all users)" if n_users else ""),
                               nodes=[rec_node, PathNode(label="User", key="*")],
                               rels=[PathRel(type="INTERACTED", start=1, end=0, properties={"count": deg})]))
     reasons.sort(key=lambda r: r.weight, reverse=True)
@@ -319,7 +355,7 @@ def explain(
     if not item_ids:
         return {}
     params: dict[str, Any] = {"dataset": dataset, "item_ids": list(item_ids), "like": like_threshold, "max_anchors": max_anchors,
-                              "n_witnesses": n_witnesses, "attr_rels": list(ATTRIBUTE_RELS)}
+                              "attr_rels": list(ATTRIBUTE_RELS)}
     if user_id is not None:
         rows = read(driver, Q_EXPLAIN_USER, {**params, "user_id": user_id}, database)
         if not rows:
@@ -332,7 +368,11 @@ def explain(
         rows = read(driver, Q_EXPLAIN_ITEMS, {**params, "anchor_ids": list(anchor_item_ids)}, database)
     else:
         raise InvalidArgumentError("explain needs a user_id or anchor_item_ids")
-    return {r["id"]: build_reasons(dict(r), user_id, max_reasons) for r in rows}
+    if not rows:
+        return {}
+    row = rows[0]
+    assembled = assemble_rows(row["anchors"], row["recs"], int(row["n_users"] or 0), n_witnesses)
+    return {r["id"]: build_reasons(r, user_id, max_reasons) for r in assembled}
 
 
 def verify_reason(

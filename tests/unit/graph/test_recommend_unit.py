@@ -90,3 +90,21 @@ def test_build_reasons_orders_by_weight_and_builds_paths() -> None:
 def test_build_reasons_without_paths_says_so() -> None:
     exp = build_reasons({"id": "1", "title": None, "rec_deg": 0, "n_users": 10, "collab": [], "content": [], "semantic": []}, "u", 3)
     assert exp.reasons == [] and "no supporting path" in exp.sentence
+
+
+def test_assemble_rows_intersects_liker_sets() -> None:
+    from graph.explain import assemble_rows
+
+    anchors = [
+        {"id": "a1", "title": "A1", "rating": 5.0, "likers": ["x", "y", "z"], "attrs": ["HAS_GENRE:Crime"]},
+        {"id": "a2", "title": "A2", "rating": 4.0, "likers": ["y"], "attrs": ["HAS_GENRE:Crime", "HAS_GENRE:Drama"]},
+    ]
+    recs = [{"id": "r", "title": "R", "deg": 7, "likers": ["y", "z", "w"], "attrs": ["HAS_GENRE:Crime", "HAS_GENRE:Drama"],
+             "sims": [0.9, 0.6]}]
+    (row,) = assemble_rows(anchors, recs, n_users=10)
+    c = row["collab"][0]
+    assert c["anchor"] == "a1" and c["co"] == 2 and c["witnesses"] == ["y", "z"]
+    assert c["weight"] == pytest.approx(2 / 3)  # 2 / sqrt(3 * 3) beats 1 / sqrt(1 * 3)
+    assert row["content"][0]["anchor"] == "a2" and row["content"][0]["weight"] == 1.0
+    assert row["semantic"][0]["anchor"] == "a1" and row["semantic"][0]["cos"] == pytest.approx(0.8)
+    assert row["rec_deg"] == 7 and row["n_users"] == 10
