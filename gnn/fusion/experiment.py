@@ -299,23 +299,36 @@ def run_fusion_bench(
             val_eval_cache[key] = Evaluator(_restrict(data, "val", mask), "val", ks=[k], metrics=["ndcg"], device="cpu")
         return val_eval_cache[key].evaluate(scorer).metrics[f"ndcg@{k}"]
 
+    from gnn.fusion.scores import FusionWeights, weight_grid
+
+    # rows of users with validation targets; their standardised parts are computed once per fusion
+    val_users = torch.unique(data.val.users)
+    max_rows = max(1, int(5e7 // max(nI, 1)))  # bound memory: at most ~5e7 cached scores per part
+    if len(val_users) > max_rows:
+        val_users = val_users[torch.randperm(len(val_users), generator=gen)[:max_rows]].sort().values
     for graph_name, fused_name in (("lightgcn", "fusion_score"), ("fusion_feature", "fusion_both")):
-        g = scorers_warm[graph_name]
-        parts = {"graph": g, "content": scorers_warm["content_knn"], "popularity": scorers_warm["popularity"]}
+        parts = {"graph": scorers_warm[graph_name], "content": scorers_warm["content_knn"], "popularity": scorers_warm["popularity"]}
+        pos = torch.full((nU,), -1, dtype=torch.long)
+        pos[val_users] = torch.arange(len(val_users))
+        with torch.no_grad():
+            Z = {n: standardise(f(val_users)) for n, f in parts.items()}
         fusion = ScoreFusion(bounds=[cfg.sparse_history], buckets=[])
         buckets = fusion.bucket_of(history_sizes)
         for b in range(2):
-            rows = np.flatnonzero(buckets == b)
-            best, best_w = -1.0, None
-            from gnn.fusion.scores import FusionWeights, weight_grid
-
+            rows = np.intersect1d(np.flatnonzero(buckets == b), val_users.numpy())
+            best, best_w = -1.0, FusionWeights(graph=1.0, content=0.0, popularity=0.0)
             for w in weight_grid(0.1):
-                f = ScoreFusion(bounds=[10**9], buckets=[w, w])
-                v = val_ndcg(_fused_scorer(f, parts, history_sizes), rows) if len(rows) else 0.0
+                if not len(rows):
+                    break
+                def grid_scorer(users: Tensor, w: FusionWeights = w) -> Tensor:
+                    r = pos[users]
+                    return w.graph * Z["graph"][r] + w.content * Z["content"][r] + w.popularity * Z["popularity"][r]
+                v = val_ndcg(grid_scorer, rows)
                 if v > best + 1e-12:
                     best, best_w = v, w
-            fusion.buckets.append(best_w or FusionWeights(graph=1, content=0, popularity=0))
-            fusion.validation.append({"bucket": b, "users": int(len(rows)), "ndcg": best})
+            fusion.buckets.append(best_w)
+            fusion.validation.append({"bucket": b, "users": int(len(rows)), "ndcg": max(best, 0.0)})
+        del Z
         res.info[f"{fused_name}_weights"] = fusion.model_dump()
         scorers_warm[fused_name] = _fused_scorer(fusion, parts, history_sizes)
         gc = graph_cold if graph_name == "lightgcn" else graph_cold_f

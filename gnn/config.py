@@ -1,0 +1,156 @@
+"""Training hyperparameters: one pydantic object, passed explicitly, saved next to every checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from graphrec.errors import ConfigError, InvalidArgumentError
+
+
+class TrainConfig(BaseModel):
+    """Hyperparameters of :func:`gnn.train.train_model` (defaults: the LightGCN paper recipe on Gowalla)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    model: str = "lightgcn"
+    """Registered model type to train (``lightgcn``, ``mf``, or a plug-in such as a fusion model)."""
+
+    embedding_dim: int = Field(64, gt=0)
+    """Size of the user / item embeddings."""
+
+    num_layers: int = Field(3, ge=0)
+    """LightGCN propagation layers (ignored by ``mf``)."""
+
+    init_std: float | None = Field(0.1, gt=0)
+    """Std of the normal init of layer-0 embeddings; ``None`` keeps PyG's Xavier init."""
+
+    lr: float = Field(1e-3, gt=0)
+    """Adam learning rate."""
+
+    reg: float = Field(1e-4, ge=0)
+    """L2 weight on the batch's ego (layer-0) embeddings, ``reg * sum ||e||^2 / 2 / batch`` (LightGCN's form)."""
+
+    batch_size: int = Field(2048, gt=0)
+    """Positive (user, item) pairs per optimisation step."""
+
+    epochs: int = Field(1000, gt=0)
+    """Maximum number of epochs (one pass over all training interactions)."""
+
+    num_negatives: int = Field(1, gt=0)
+    """Uniform negatives sampled per positive, resampled every epoch."""
+
+    loss: Literal["bpr", "softmax"] = "bpr"
+    """``bpr``: mean over negatives of ``softplus(s_neg - s_pos)``; ``softmax``: sampled-softmax
+    cross-entropy of the positive against its negatives, logits divided by ``temperature``."""
+
+    temperature: float = Field(0.2, gt=0)
+    """Temperature of the sampled-softmax loss (ignored by ``bpr``)."""
+
+    eval_every: int = Field(20, gt=0)
+    """Evaluate on the validation part every this many epochs (and after the last one)."""
+
+    patience: int = Field(5, ge=0)
+    """Stop after this many evaluations without improving ``monitor``; 0 disables early stopping."""
+
+    monitor: str = "ndcg@20"
+    """Validation metric for early stopping and choosing the best epoch (``<metric>@<k>``)."""
+
+    ks: list[int] = Field(default_factory=lambda: [20])
+    """Cut-offs of the validation metrics."""
+
+    eval_batch_users: int = Field(1024, gt=0)
+    """Users scored per chunk in evaluation (bounds memory: chunk x items floats)."""
+
+    seed: int = 2020
+    """Seed of the initialisation, the shuffling and the negative sampling."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto`` uses CUDA when available."""
+
+    @field_validator("ks")
+    @classmethod
+    def _positive_ks(cls, v: list[int]) -> list[int]:
+        if not v or any(k <= 0 for k in v):
+            raise ValueError("ks must be a non-empty list of positive integers")
+        return sorted(set(v))
+
+    @field_validator("monitor")
+    @classmethod
+    def _monitor_form(cls, v: str) -> str:
+        name, _, k = v.partition("@")
+        if not name or not k.isdigit():
+            raise ValueError("monitor must look like 'ndcg@20'")
+        return v.lower()
+
+    def model_kwargs(self) -> dict[str, object]:
+        """Constructor kwargs this config implies for its model type (besides num_users / num_items)."""
+        if self.model == "lightgcn":
+            return {"embedding_dim": self.embedding_dim, "num_layers": self.num_layers, "init_std": self.init_std}
+        if self.model == "mf":
+            return {"embedding_dim": self.embedding_dim, "init_std": self.init_std or 0.1}
+        return {"embedding_dim": self.embedding_dim}
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the config as JSON."""
+        p = Path(path)
+        p.write_text(self.model_dump_json(indent=2))
+        return p
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TrainConfig:
+        """Read a config written by :meth:`save`.
+
+        Raises:
+            ConfigError: Unreadable file or invalid content.
+        """
+        try:
+            return cls.model_validate(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot read training config {path}: {e}") from e
+
+    @classmethod
+    def from_options(cls, **options: object) -> TrainConfig:
+        """Build from keyword options (``None`` values are dropped), mapping validation errors.
+
+        Raises:
+            InvalidArgumentError: With pydantic's ``errors()``.
+        """
+        try:
+            return cls(**{k: v for k, v in options.items() if v is not None})
+        except ValidationError as e:
+            raise InvalidArgumentError(f"invalid training options: {e}", errors=e.errors()) from e
+
+
+def paper_recipe(**overrides: object) -> TrainConfig:
+    """The LightGCN paper's Gowalla recipe: dim 64, 3 layers, lr 1e-3, L2 1e-4, batch 2048, 1 negative, BPR."""
+    base: dict[str, object] = dict(
+        embedding_dim=64, num_layers=3, lr=1e-3, reg=1e-4, batch_size=2048, num_negatives=1, loss="bpr", eval_every=20
+    )
+    base.update(overrides)
+    return TrainConfig.from_options(**base)
+
+
+def default_recipe(**overrides: object) -> TrainConfig:
+    """graphrec's default: the paper's model with several negatives and a sampled-softmax loss,
+    larger batches (fewer full propagations per epoch, which is what costs on a CPU)."""
+    base: dict[str, object] = dict(
+        embedding_dim=64,
+        num_layers=3,
+        lr=1e-3,
+        reg=1e-4,
+        batch_size=8192,
+        num_negatives=16,
+        loss="softmax",
+        temperature=0.2,
+        eval_every=5,
+    )
+    base.update(overrides)
+    return TrainConfig.from_options(**base)
+
+
+RECIPES = {"paper": paper_recipe, "default": default_recipe}

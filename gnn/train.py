@@ -1,0 +1,183 @@
+"""Training loop for any :class:`gnn.models.RecModel`: BPR / sampled-softmax, Adam, early stopping.
+
+One epoch = every training interaction once as a positive, in a seeded random order, with
+``num_negatives`` uniform negatives per positive drawn at the start of the epoch (vectorised,
+never a positive). Each step propagates the full graph (LightGCN's formulation), scores the
+batch, adds the L2 term on the batch's ego embeddings and takes an Adam step. Every
+``eval_every`` epochs the validation part is evaluated; the best state (by ``monitor``) is kept
+and restored at the end; ``patience`` evaluations without improvement stop training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from graphrec.errors import ModelError
+from gnn.config import TrainConfig
+from gnn.data import InteractionData
+from gnn.evaluate import Evaluator, resolve_device
+from gnn.losses import l2_ego, make_loss
+from gnn.models import RecModel, build_model
+from gnn.sampling import NegativeSampler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpochRecord:
+    """What happened in one epoch (``metrics`` only on evaluation epochs)."""
+
+    epoch: int
+    loss: float
+    seconds: float
+    metrics: dict[str, float] | None = None
+    eval_seconds: float | None = None
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train_model`; ``model`` holds the best state."""
+
+    model: RecModel
+    config: TrainConfig
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        """History and summary as JSON-able data."""
+        return {
+            "best_epoch": self.best_epoch,
+            "best_metrics": self.best_metrics,
+            "stopped_early": self.stopped_early,
+            "history": [r.__dict__ for r in self.history],
+        }
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's CPU and CUDA generators."""
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def create_model(config: TrainConfig, data: InteractionData) -> RecModel:
+    """Build the config's model for ``data`` (seeded) with the training interactions set."""
+    seed_everything(config.seed)
+    model = build_model(config.model, num_users=data.num_users, num_items=data.num_items, **config.model_kwargs())
+    if not isinstance(model, RecModel):
+        raise ModelError(f"model type {config.model!r} is not trainable")
+    model.set_interactions(data.train.users, data.train.items)
+    return model
+
+
+def train_model(
+    model: RecModel,
+    data: InteractionData,
+    config: TrainConfig,
+    *,
+    progress: bool = True,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data.train`` with early stopping on ``data.val``.
+
+    Args:
+        model: Any :class:`RecModel` (its interactions must be the training part).
+        data: The snapshot's interactions.
+        config: Hyperparameters (``seed`` makes runs repeatable on the same device).
+        progress: Show a tqdm bar with the loss and the last validation metrics.
+        on_epoch: Called after every epoch with its record.
+
+    Returns:
+        A :class:`TrainResult`; ``result.model`` is ``model`` with the best validation state loaded.
+
+    Raises:
+        ModelError: No training interactions, or no user has any negative.
+    """
+    if len(data.train) == 0:
+        raise ModelError("no training interactions")
+    device = resolve_device(config.device)
+    model.to(device)
+    model.train()
+    gen = torch.Generator(device=device).manual_seed(config.seed)
+    sampler = NegativeSampler(data.train.users, data.train.items, data.num_users, data.num_items).to(device)
+    pos_users = data.train.users.to(device)
+    pos_items = data.train.items.to(device)
+    keep = sampler.has_negatives(pos_users)
+    pos_users, pos_items = pos_users[keep], pos_items[keep]
+    n = pos_users.numel()
+    if n == 0:
+        raise ModelError("every training user interacted with every item: no negatives to sample")
+    loss_fn = make_loss(config.loss, config.temperature)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    evaluator = (
+        Evaluator(data, "val", ks=config.ks, batch_users=config.eval_batch_users, device=device) if len(data.val) else None
+    )
+    monitor = config.monitor
+    result = TrainResult(model=model, config=config)
+    best_value = -math.inf
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_evals = 0
+    steps = (n + config.batch_size - 1) // config.batch_size
+    bar = tqdm(range(1, config.epochs + 1), desc=f"train {config.model}", unit="epoch", disable=not progress, dynamic_ncols=True)
+    postfix: dict[str, str] = {}
+    for epoch in bar:
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen, device=device)
+        users_e, items_e = pos_users[perm], pos_items[perm]
+        negs_e = sampler.sample(users_e, config.num_negatives, gen)
+        total = torch.zeros((), device=device)
+        for s in range(steps):
+            sl = slice(s * config.batch_size, (s + 1) * config.batch_size)
+            bu, bp, bn = users_e[sl], items_e[sl], negs_e[sl]
+            u_emb, i_emb = model.embeddings()
+            ue = u_emb[bu]
+            pos = (ue * i_emb[bp]).sum(-1)
+            neg = torch.einsum("bd,bnd->bn", ue, i_emb[bn])
+            u0, p0 = model.ego(bu, bp)
+            _, n0 = model.ego(bu, bn)
+            loss = loss_fn(pos, neg) + config.reg * l2_ego(u0, p0, n0)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+        record = EpochRecord(epoch=epoch, loss=float(total) / steps, seconds=time.perf_counter() - t0)
+        postfix["loss"] = f"{record.loss:.4f}"
+        if evaluator is not None and (epoch % config.eval_every == 0 or epoch == config.epochs):
+            model.eval()
+            ev = evaluator.evaluate(model)
+            model.train()
+            record.metrics, record.eval_seconds = ev.metrics, ev.seconds
+            value = ev.metrics.get(monitor)
+            if value is None:
+                raise ModelError(f"monitor {monitor!r} is not among the validation metrics {sorted(ev.metrics)}")
+            postfix[monitor] = f"{value:.4f}"
+            if value > best_value:
+                best_value, bad_evals = value, 0
+                result.best_epoch, result.best_metrics = epoch, dict(ev.metrics)
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_evals += 1
+        bar.set_postfix(postfix)
+        result.history.append(record)
+        log.info("epoch %d loss %.5f %.2fs %s", epoch, record.loss, record.seconds, record.metrics or "")
+        if on_epoch is not None:
+            on_epoch(record)
+        if config.patience and bad_evals >= config.patience:
+            result.stopped_early = True
+            break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        result.best_epoch = result.history[-1].epoch if result.history else None
+    model.eval()
+    return result
