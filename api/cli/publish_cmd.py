@@ -65,9 +65,9 @@ def load_embeddings(checkpoint: Path, with_coldstart: bool = True) -> LoadedEmbe
         return LoadedEmbeddings(version, list(cs.meta.user_ids), cs.user_embeddings, list(cs.meta.item_ids), cs.item_embeddings,
                                 coldstart=cs if with_coldstart else None)
     try:
-        from gnn.checkpoint import export_embeddings  # type: ignore[import-not-found]
-    except ImportError as e:
-        raise ModelError(f"cannot read {p}: not a fusion checkpoint or .npz, and gnn.checkpoint is not available ({e})") from e
+        from gnn.embeddings import export_embeddings
+    except ImportError as e:  # pragma: no cover
+        raise ModelError(f"cannot read {p}: not a fusion checkpoint or .npz, and gnn.embeddings is not available ({e})") from e
     es = export_embeddings(p)
     return LoadedEmbeddings(str(es.model_version), [str(x) for x in es.user_ids], es.user_vectors, [str(x) for x in es.item_ids],
                             es.item_vectors)
@@ -85,18 +85,29 @@ def run_publish(checkpoint: Path, dataset: str, text_vectors: bool = True, quiet
     emb = load_embeddings(checkpoint)
     cold = emb.coldstart.item_vectors if emb.coldstart is not None else None
     text = None
-    if text_vectors and emb.coldstart is not None:
-        cs = emb.coldstart
-
-        def text(texts: list[str]) -> Any:
-            return cs._encode(list(texts))  # the checkpoint's own encoder (cached when configured)
-
-        cs.cache_dir = settings.home / "text-cache"
+    if text_vectors:
+        text = _text_encoder(emb, settings)
     total = len(emb.user_ids) + len(emb.item_ids) * (2 if text else 1)
     with open_graph(settings) as driver, tqdm(total=total, desc="publish", unit="vec", disable=quiet) as bar:
         report = publish(driver, emb, dataset, database=driver_db(settings), checkpoint=str(checkpoint.expanduser().absolute()),
                          cold_item_vectors=cold, text_vectors=text, progress=bar.update)
     return report.model_dump()
+
+
+def _text_encoder(emb: LoadedEmbeddings, settings: Any) -> Any:
+    """``texts -> vectors`` with the checkpoint's own text encoder (fusion) or the default one, cached."""
+    try:
+        from gnn.text.cache import encode_with_cache
+        from gnn.text.encoder import TextEncoder
+    except ImportError:  # pragma: no cover - text package missing: no semantic explanations
+        return None
+    encoder = emb.coldstart.encoder if emb.coldstart is not None else TextEncoder.from_settings(settings)
+    cache = settings.home / "text-cache"
+
+    def encode(texts: list[str]) -> Any:
+        return encode_with_cache(encoder, list(texts), cache)[0]
+
+    return encode
 
 
 def driver_db(settings: Any) -> str:

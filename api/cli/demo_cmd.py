@@ -1,0 +1,180 @@
+"""``graphrec demo``: the whole product on the bundled MovieLens data, end to end.
+
+Steps (each one the ordinary CLI command, run as a subprocess so the demo shows exactly what a user
+would type): ``neo4j start`` (unless NEO4J_URI is set) -> ``load movielens`` -> ``snapshot``/``train``
+(the fused text+graph model when the training command offers it, else LightGCN; GPU when present)
+-> ``publish`` -> the API on 127.0.0.1 -> a few users' explained recommendations through HTTP ->
+the Browser URL and three Cypher queries to paste into it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from graphrec.errors import ConfigError, GraphrecError
+
+DEMO_USERS = ("1", "414", "599")
+
+
+def browser_queries(dataset: str, user: str, item: str) -> list[tuple[str, str]]:
+    """Three Cypher queries for Neo4j Browser: recommendations, an explanation path, the model pointer."""
+    return [
+        ("Top-10 recommendations of user %s from the vector index (dot-product order, seen items removed)" % user,
+         f"""MATCH (d:Dataset {{name: '{dataset}'}})
+MATCH (m:ActiveModel {{dataset: '{dataset}'}})
+MATCH (u:User {{dataset: '{dataset}', gen: d.gen, id: '{user}'}})
+CALL db.index.vector.queryNodes(m.item_index, 100 + COUNT {{ (u)-[:INTERACTED]->() }}, u[m.user_prop]) YIELD node AS i, score
+WHERE i.gen = d.gen AND NOT EXISTS {{ (u)-[:INTERACTED]->(i) }}
+RETURN i.id, i.title, score ORDER BY score DESC LIMIT 10"""),
+        (f"Explanation paths of item {item} for user {user} (co-likers and shared genres; switch to the graph view)",
+         f"""MATCH (d:Dataset {{name: '{dataset}'}})
+MATCH (u:User {{dataset: '{dataset}', gen: d.gen, id: '{user}'}})-[r:INTERACTED]->(a:Item)
+WHERE r.rating >= 4.0
+MATCH (i:Item {{dataset: '{dataset}', gen: d.gen, id: '{item}'}})
+OPTIONAL MATCH p1 = (u)-[:INTERACTED]->(a)<-[r1:INTERACTED]-(v:User)-[r2:INTERACTED]->(i)
+  WHERE v <> u AND r1.rating >= 4.0 AND r2.rating >= 4.0
+OPTIONAL MATCH p2 = (u)-[:INTERACTED]->(a)-[:HAS_GENRE]->(:Genre)<-[:HAS_GENRE]-(i)
+RETURN p1, p2 LIMIT 25"""),
+        ("The active model: version, vector index, dimension (the pointer readers follow)",
+         f"""MATCH (m:ActiveModel {{dataset: '{dataset}'}})
+RETURN m.version, m.item_index, m.dim, m.n_users, m.n_items, m.published_at"""),
+    ]
+
+
+def _graphrec(*args: str, env: dict[str, str] | None = None, capture: bool = False) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "api.cli.main", *args]
+    typer.secho("$ graphrec " + " ".join(args), fg=typer.colors.CYAN)
+    return subprocess.run(cmd, env=env or dict(os.environ), text=True, capture_output=capture, check=False, stdin=subprocess.DEVNULL)
+
+
+def _check(proc: subprocess.CompletedProcess[str], what: str) -> None:
+    if proc.returncode != 0:
+        tail = ((proc.stderr or "") + (proc.stdout or "")).strip().splitlines()[-5:] if proc.stdout is not None else []
+        raise ConfigError(f"demo step failed ({what}, exit {proc.returncode})" + (": " + " | ".join(tail) if tail else ""))
+
+
+def _available(command: str) -> str | None:
+    """The ``--help`` text of a graphrec command, or None when that command is not installed."""
+    proc = subprocess.run([sys.executable, "-m", "api.cli.main", command, "--help"], text=True, capture_output=True, check=False,
+                          stdin=subprocess.DEVNULL)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def _train(dataset: str, settings: object, epochs: int | None) -> Path | None:
+    """Train the fused (LightGCN + BERT text) model when ``graphrec fuse`` exists, else LightGCN with ``graphrec train``.
+
+    Training reads a snapshot exported from the graph (``graphrec snapshot export``). Returns the
+    checkpoint folder, or None when the trainer chose it (then ``publish --latest``).
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    snap = settings.snapshots_dir / f"demo-{dataset}-{stamp}"  # type: ignore[attr-defined]
+    _check(_graphrec("snapshot", "export", "--dataset", dataset, "--split", "per_user_temporal", "--param", "test_fraction=0.2",
+                     "--param", "val_fraction=0.1", "--out", str(snap)), "snapshot export")
+    out = settings.models_dir / f"demo-{dataset}-{stamp}"  # type: ignore[attr-defined]
+    if _available("fuse") is not None:
+        args = ["fuse", "--snapshot", str(snap), "--dataset", dataset, "--out", str(out)]
+        if epochs is not None:
+            args += ["--epochs", str(epochs)]
+        _check(_graphrec(*args), "fuse (train the fused model)")
+        return out
+    text = _available("train")
+    if text is None:
+        raise ConfigError("neither `graphrec fuse` nor `graphrec train` is available in this installation")
+    args = ["train"]
+    for opt, val in (("--snapshot", str(snap)), ("--dataset", dataset), ("--epochs", str(epochs) if epochs else None), ("--out", str(out))):
+        if val is not None and opt in text:
+            args += [opt, val]
+    _check(_graphrec(*args), "train (LightGCN)")
+    return out if "--out" in text else None
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``graphrec demo``."""
+
+    @app.command("demo")
+    def demo_cmd(
+        port: int | None = typer.Option(None, "--port", help="API port (default: GRAPHREC_API_PORT)."),
+        epochs: int | None = typer.Option(None, "--epochs", help="Training epochs (default: the trainer's)."),
+        skip_train: bool = typer.Option(False, "--skip-train", help="Publish the newest existing checkpoint instead of training."),
+        serve: bool = typer.Option(False, "--serve/--no-serve", help="Keep the API running after the demo (Ctrl-C stops it)."),
+        k: int = typer.Option(5, "--k", min=1, max=20),
+    ) -> None:
+        """Provision Neo4j, load MovieLens, train, publish, serve, and show explained recommendations."""
+        import httpx
+
+        from api.cli.common import connection_info
+        from api.settings import get_settings
+
+        settings = get_settings()
+        dataset = settings.dataset
+        env = dict(os.environ)
+        if not settings.neo4j_uri:
+            _check(_graphrec("neo4j", "start"), "neo4j start")
+        _check(_graphrec("load", "movielens", "--dataset", dataset), "load movielens")
+        checkpoint = None if skip_train else _train(dataset, settings, epochs)
+        pub = ["publish", "--dataset", dataset] + (["--checkpoint", str(checkpoint)] if checkpoint else ["--latest"])
+        _check(_graphrec(*pub), "publish")
+
+        info = connection_info(settings)
+        host, p = settings.api_host, port or settings.api_port
+        typer.secho(f"$ graphrec serve --host {host} --port {p}   (in the background)", fg=typer.colors.CYAN)
+        api = subprocess.Popen([sys.executable, "-m", "api.cli.main", "serve", "--host", host, "--port", str(p)], env=env,
+                               stdin=subprocess.DEVNULL)
+        base = f"http://{host}:{p}"
+        try:
+            with httpx.Client(base_url=base, timeout=60.0) as client:
+                deadline = time.monotonic() + 120
+                while True:
+                    try:
+                        if client.get("/v1/health").status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if api.poll() is not None or time.monotonic() > deadline:
+                        raise ConfigError(f"the API did not come up on {base} (port in use? try --port)")
+                    time.sleep(0.5)
+                health = client.get("/v1/health").json()
+                typer.echo(f"\nAPI up at {base}/v1 (OpenAPI docs: {base}/docs), model {health['model_version']}\n")
+                first_item = None
+                for user in DEMO_USERS:
+                    r = client.get(f"/v1/users/{user}/recommendations", params={"k": k, "explain": "true"})
+                    typer.secho(f"GET /v1/users/{user}/recommendations?k={k}&explain=true  -> {r.status_code}", bold=True)
+                    if r.status_code != 200:
+                        typer.echo(f"  {r.json().get('detail')}")
+                        continue
+                    for it in r.json()["items"]:
+                        first_item = first_item or it["item_id"]
+                        typer.echo(f"  {it['rank']}. {it['title']}  (score {it['score']:.3f})")
+                        if it.get("explanation"):
+                            typer.echo(f"     {it['explanation']['sentence']}")
+                    typer.echo("")
+                if first_item:
+                    typer.echo(f"Picture of an explanation: {base}/v1/users/{DEMO_USERS[0]}/recommendations/{first_item}/explanation.png\n")
+            typer.secho("Explore in Neo4j Browser", bold=True)
+            typer.echo(f"  URL: {info.browser_url or 'http://127.0.0.1:%d/browser/' % settings.neo4j_http_port}")
+            typer.echo(f"  connect to {info.uri} as user {info.user} (`graphrec neo4j status` shows where the password is)\n")
+            for n, (title, query) in enumerate(browser_queries(dataset, DEMO_USERS[0], first_item or "1"), 1):
+                typer.secho(f"-- {n}. {title}", fg=typer.colors.GREEN)
+                typer.echo(query + ";\n")
+            if serve:
+                typer.echo(f"API running at {base} - Ctrl-C stops it")
+                api.wait()
+            else:
+                typer.echo("The demo API is stopped now; `graphrec serve` starts it again.")
+        except KeyboardInterrupt:
+            pass
+        except GraphrecError:
+            raise
+        finally:
+            if api.poll() is None:
+                api.terminate()
+                try:
+                    api.wait(20)
+                except subprocess.TimeoutExpired:
+                    api.kill()
