@@ -115,12 +115,12 @@ class ReloadIn(BaseModel):
 
 
 class TrainIn(BaseModel):
-    """A retraining: runs ``graphrec train ...`` then ``graphrec publish`` on the new checkpoint."""
+    """A retraining: ``graphrec snapshot export``, ``graphrec fuse`` (or ``train``), then ``graphrec publish``."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"epochs": 20}]})
 
     epochs: int | None = Field(None, ge=1, le=10_000)
-    extra_args: list[str] = Field(default_factory=list, max_length=20, description="More `graphrec train` options (each one `--name` or a value).")
+    extra_args: list[str] = Field(default_factory=list, max_length=20, description="More `graphrec fuse`/`train` options (each one `--name` or a value).")
     publish: bool = True
 
 

@@ -10,15 +10,25 @@ from api.deps import AdminDep, GraphDep, GraphState
 from api.jobs import JobRunner, check_args
 from api.schemas import ErrorOut, JobOut, ReloadIn, TrainIn
 from graph.embeddings import active_model
+from graphrec.errors import GraphrecError
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep], responses={
     401: {"model": ErrorOut, "description": "No admin token."}, 403: {"model": ErrorOut, "description": "Wrong admin token."}})
 
 
 def _runner(request: Request) -> JobRunner:
+    """The app's job runner; its subprocesses talk to the same Neo4j and dataset as the API."""
     runner = getattr(request.app.state, "jobs", None)
     if runner is None:
         runner = request.app.state.jobs = JobRunner()
+    graph: GraphState | None = getattr(request.app.state, "graph", None)
+    if graph is not None:
+        try:
+            info = graph.info
+            runner.env.update({"NEO4J_URI": info.uri, "NEO4J_USER": info.user, "NEO4J_PASSWORD": info.password,
+                               "NEO4J_DATABASE": info.database, "GRAPHREC_DATASET": graph.dataset})
+        except GraphrecError:
+            pass  # not resolvable now: the CLI resolves it itself
     return runner
 
 
@@ -46,14 +56,31 @@ def post_reload(request: Request, graph: GraphDep, body: ReloadIn) -> JobOut:
 
 @router.post("/train", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED, summary="Start a retraining")
 def post_train(request: Request, graph: GraphDep, body: TrainIn) -> JobOut:
-    """Runs ``graphrec train ...`` in a subprocess, then ``graphrec publish --latest`` (never trains in the API process)."""
-    args = ["train", "--dataset", graph.dataset]
-    if body.epochs:
-        args += ["--epochs", str(body.epochs)]
-    args += check_args(list(body.extra_args))
-    steps: list = [check_args(args)]
+    """Exports a snapshot from the graph, trains the fused model (``graphrec fuse``; ``graphrec train`` when the
+    fusion command is not installed), then publishes the new checkpoint. Everything runs in subprocesses:
+    the API process never trains."""
+    import time
+
+    from api.settings import get_settings
+
+    settings = get_settings()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    snap = str(settings.snapshots_dir / f"job-{graph.dataset}-{stamp}")
+    out = str(settings.models_dir / f"job-{graph.dataset}-{stamp}")
+    extra = check_args(list(body.extra_args))
+    epochs = ["--epochs", str(body.epochs)] if body.epochs else []
+
+    def trainer() -> list[str]:
+        from api.cli.demo_cmd import _available
+
+        if _available("fuse") is not None:
+            return ["fuse", "--snapshot", snap, "--dataset", graph.dataset, "--out", out, *epochs, *extra]
+        return ["train", "--snapshot", snap, "--dataset", graph.dataset, "--out", out, *epochs, *extra]
+
+    steps: list = [["snapshot", "export", "--dataset", graph.dataset, "--split", "per_user_temporal", "--param", "test_fraction=0.2",
+                    "--param", "val_fraction=0.1", "--out", snap], trainer]
     if body.publish:
-        steps.append(["publish", "--latest", "--dataset", graph.dataset])
+        steps.append(["publish", "--checkpoint", out, "--dataset", graph.dataset])
     job = _runner(request).submit("train", steps)
     return JobOut(**job.as_dict())
 
