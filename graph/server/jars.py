@@ -4,8 +4,8 @@ Layout of ``<GRAPHREC_HOME>/jars/<version>/``::
 
     pom.xml          generated, used only for ``mvn dependency:copy-dependencies``
     lib/             runtime class path of the server (neo4j, neo4j-server, neo4j-browser and deps)
-    apoc-pom.xml     generated, fetches apoc-core and its two small dependencies
-    apoc/            apoc-core + apoc-common + their dependencies not already in lib/, linked into a home's plugins/ when APOC is on
+    apoc-pom.xml     generated, fetches apoc-core and apoc-common (5.26.x has no all-in-one jar on Central)
+    apoc/            those two + their dependencies not already in lib/; linked into a home's plugins/
     .complete        written last, after the sanity checks passed
 
 Provisioning is guarded by a file lock, so concurrent ``graphrec neo4j start`` runs and test

@@ -76,9 +76,8 @@ class Neo4jServer:
     Args:
         home (Path): Home folder of this server (created on first start).
         version (str): Neo4j version (must match the jar cache).
-        jar_cache (JarCache | Path, optional): The shared jars, or the folder of them.
-            (default: ``<home>/../../jars/<version>`` is NOT assumed; pass it explicitly or use
-            :func:`server_from_settings`)
+        jar_cache (JarCache | Path): The shared jars, or their folder (see
+            :func:`graph.server.jars.default_jar_cache_dir`; :func:`server_from_settings` picks it).
         bolt_port (int, optional): Bolt port on 127.0.0.1. (default: ``7687``)
         http_port (int, optional): HTTP port on 127.0.0.1 (Browser). (default: ``7474``)
         heap (str, optional): JVM heap. (default: ``"1g"``)
