@@ -1,0 +1,51 @@
+"""Pure helpers of the serving CLI: checkpoint loading, latest checkpoint, percentiles, Browser queries."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from api.cli.bench_serve import percentiles, run_load
+from api.cli.demo_cmd import browser_queries
+from api.cli.publish_cmd import latest_checkpoint, load_embeddings
+from graphrec.errors import ConfigError
+
+
+def test_load_embeddings_from_npz(tmp_path: Path) -> None:
+    f = tmp_path / "m.npz"
+    np.savez(f, model_version="v9", user_ids=np.array(["u1", "u2"]), user_vectors=np.ones((2, 3)),
+             item_ids=np.array(["a", "b", "c"]), item_vectors=np.zeros((3, 3)))
+    e = load_embeddings(f)
+    assert e.model_version == "v9" and e.user_ids == ["u1", "u2"] and e.item_ids == ["a", "b", "c"]
+    assert e.user_vectors.shape == (2, 3) and e.coldstart is None
+    with pytest.raises(ConfigError):
+        load_embeddings(tmp_path / "missing")
+
+
+def test_latest_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        latest_checkpoint(tmp_path / "none")
+    (tmp_path / "old").mkdir()
+    time.sleep(0.01)
+    (tmp_path / "new").mkdir()
+    (tmp_path / ".tmp-partial").mkdir()
+    assert latest_checkpoint(tmp_path).name == "new"
+
+
+def test_percentiles_and_run_load() -> None:
+    p = percentiles([i / 1000 for i in range(1, 101)])
+    assert p["p50_ms"] == pytest.approx(50.5, abs=1) and p["p99_ms"] == pytest.approx(99, abs=1.1)
+    calls: list[int] = []
+    r = run_load(calls.append, 50, 4, warmup=5)
+    assert r["n"] == 50 and r["errors"] == 0 and len(calls) == 55 and r["throughput_rps"] > 0
+
+
+def test_browser_queries_name_the_dataset_user_and_item() -> None:
+    qs = browser_queries("movielens", "1", "1221")
+    assert len(qs) == 3
+    assert "db.index.vector.queryNodes" in qs[0][1] and "id: '1'" in qs[0][1]
+    assert "id: '1221'" in qs[1][1] and "HAS_GENRE" in qs[1][1]
+    assert "ActiveModel" in qs[2][1]
