@@ -297,7 +297,7 @@ def publish(
     database: str = "neo4j",
     checkpoint: str | None = None,
     cold_item_vectors: Callable[[list[str]], np.ndarray] | None = None,
-    text_vectors: Callable[[list[str]], np.ndarray] | None = None,
+    text_vectors: Callable[[list[str], list[str]], np.ndarray] | None = None,
     index_timeout_s: float = 600.0,
     grace_s: float = 1.0,
     progress: Callable[[int], None] | None = None,
@@ -319,7 +319,7 @@ def publish(
             cold-start projection of the same model.
         cold_item_vectors (callable, optional): ``texts -> [n, d]`` vectors in the model's space
             (``ColdStart.item_vectors``) for items without a model vector.
-        text_vectors (callable, optional): ``texts -> [n, t]`` text-encoder vectors of the items.
+        text_vectors (callable, optional): ``(item_ids, texts) -> [n, t]`` text-encoder vectors of the items.
         index_timeout_s (float, optional): How long to wait for the index to come online.
         grace_s (float, optional): Pause between the flip and dropping the previous model, so that
             queries that read the old pointer just before the flip finish.
@@ -375,7 +375,7 @@ def publish(
         n_text = 0
         if text_vectors is not None:
             t_ids = [i for i in item_ids if i in graph_items]
-            tv = _as_matrix(text_vectors([graph_items[i] for i in t_ids]), "text vectors")
+            tv = _as_matrix(text_vectors(t_ids, [graph_items[i] for i in t_ids]), "text vectors")
             text_prop = prop_name("txt", tag)
             n_text = _write_vectors(driver, "Item", text_prop, dataset, gen, t_ids, tv, database, progress)
         write(driver, Q_CREATE_INDEX.format(index=index, prop=item_prop), {"dim": dim}, database)

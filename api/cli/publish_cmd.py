@@ -86,7 +86,7 @@ def run_publish(checkpoint: Path, dataset: str, text_vectors: bool = True, quiet
     cold = emb.coldstart.item_vectors if emb.coldstart is not None else None
     text = None
     if text_vectors:
-        text = _text_encoder(emb, settings)
+        text = _text_encoder(emb, settings, checkpoint.expanduser())
     total = len(emb.user_ids) + len(emb.item_ids) * (2 if text else 1)
     with open_graph(settings) as driver, tqdm(total=total, desc="publish", unit="vec", disable=quiet) as bar:
         report = publish(driver, emb, dataset, database=driver_db(settings), checkpoint=str(checkpoint.expanduser().absolute()),
@@ -94,18 +94,41 @@ def run_publish(checkpoint: Path, dataset: str, text_vectors: bool = True, quiet
     return report.model_dump()
 
 
-def _text_encoder(emb: LoadedEmbeddings, settings: Any) -> Any:
-    """``texts -> vectors`` with the checkpoint's own text encoder (fusion) or the default one, cached."""
+def _text_encoder(emb: LoadedEmbeddings, settings: Any, checkpoint: Path) -> Any:
+    """``(item_ids, texts) -> vectors``: the text vectors a fusion checkpoint was trained with (its frozen
+    ``features_0`` block, no encoding needed), else the checkpoint's / the default encoder with the cache."""
     try:
         from gnn.text.cache import encode_with_cache
         from gnn.text.encoder import TextEncoder
     except ImportError:  # pragma: no cover - text package missing: no semantic explanations
         return None
+    import numpy as np
+
+    stored: dict[str, Any] = {}
+    if emb.coldstart is not None:
+        try:
+            import torch
+
+            f = checkpoint / "fusion.pt" if checkpoint.is_dir() else checkpoint
+            block = torch.load(f, map_location="cpu", weights_only=False)["state_dict"].get("features_0")
+            if block is not None and block.shape[0] == len(emb.coldstart.meta.item_ids):
+                stored = dict(zip(emb.coldstart.meta.item_ids, block.numpy()))
+        except Exception:  # noqa: BLE001 - fall back to encoding
+            stored = {}
     encoder = emb.coldstart.encoder if emb.coldstart is not None else TextEncoder.from_settings(settings)
     cache = settings.home / "text-cache"
 
-    def encode(texts: list[str]) -> Any:
-        return encode_with_cache(encoder, list(texts), cache)[0]
+    def encode(ids: list[str], texts: list[str]) -> Any:
+        missing = [n for n, i in enumerate(ids) if i not in stored]
+        fresh = encode_with_cache(encoder, [texts[n] for n in missing], cache)[0] if missing else None
+        dim = fresh.shape[1] if fresh is not None else next(iter(stored.values())).shape[0]
+        out = np.zeros((len(ids), dim), dtype=np.float32)
+        for n, i in enumerate(ids):
+            if i in stored:
+                out[n] = stored[i]
+        if fresh is not None:
+            out[missing] = fresh
+        return out
 
     return encode
 

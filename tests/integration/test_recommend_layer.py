@@ -31,7 +31,7 @@ def toy(neo4j_driver: Any, neo4j_info: Any) -> Iterator[dict[str, Any]]:
     text_rng = np.random.default_rng(6)
     report = publish(neo4j_driver, emb, DS, database=db,
                      cold_item_vectors=lambda texts: cold_vecs[: len(texts)],
-                     text_vectors=lambda texts: text_rng.normal(size=(len(texts), 5)), grace_s=0)
+                     text_vectors=lambda ids, texts: text_rng.normal(size=(len(texts), 5)), grace_s=0)
     vectors = dict(zip(warm, emb.item_vectors))
     vectors.update(zip(item_ids[-4:], cold_vecs))
     seen: dict[str, set[str]] = {}
