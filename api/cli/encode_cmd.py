@@ -61,6 +61,7 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default: GRAPHREC_DEVICE)."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Encode everything; do not read or write the cache."),
         out: Optional[Path] = typer.Option(None, "--out", help="Write ids and vectors to this .npz file."),
+        limit: Optional[int] = typer.Option(None, "--limit", help="Encode only the first N items (quick throughput check)."),
     ) -> None:
         """Encode item texts (title, description, genres, tags...) with the BERT encoder; cached by text hash."""
         import numpy as np
@@ -77,6 +78,8 @@ def register(app: typer.Typer) -> None:
         else:
             snap = _load_snapshot(snapshot, dataset, path)
             ids, texts = snap.items["id"].tolist(), build_item_texts(snap.items, _recipe(fields, max_tags))
+            if limit is not None:
+                ids, texts = ids[:limit], texts[:limit]
         cache_dir = None if no_cache else settings.home / "text-cache"
         vectors, stats = encode_with_cache(encoder, texts, cache_dir, progress=True)
         if out is not None:

@@ -244,8 +244,11 @@ def run_fusion_bench(
     gen = torch.Generator().manual_seed(cfg.seed)
     noise_cold = torch.rand(nU, len(bd.cold_items), generator=gen) * 1e-6
 
+    def zeros_cold(users: Tensor) -> Tensor:  # cold items have no popularity: the term drops out of the fusion
+        return torch.zeros(len(users), len(bd.cold_items))
+
     scorers_warm: dict[str, Scorer] = {
-        "popularity": lambda users: pop.unsqueeze(0).expand(len(users), -1),
+        "popularity": lambda users: pop.unsqueeze(0).repeat(len(users), 1),  # a copy: the evaluator masks in place
         "content_knn": _matrix_scorer(profiles, T_warm),
     }
     scorers_cold: dict[str, Scorer] = {
@@ -333,7 +336,7 @@ def run_fusion_bench(
         scorers_warm[fused_name] = _fused_scorer(fusion, parts, history_sizes)
         gc = graph_cold if graph_name == "lightgcn" else graph_cold_f
         scorers_cold[fused_name] = _fused_scorer(
-            fusion, {"graph": gc, "content": scorers_cold["content_knn"], "popularity": scorers_cold["popularity"]}, history_sizes)
+            fusion, {"graph": gc, "content": scorers_cold["content_knn"], "popularity": zeros_cold}, history_sizes)
 
     # --- evaluation ---
     all_users = np.ones(nU, bool)

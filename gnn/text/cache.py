@@ -48,14 +48,19 @@ class TextCache:
         self.path = Path(root) / f"{identity}.npz"
         self._index: dict[str, int] = {}
         self._vectors = np.zeros((0, 0), dtype=np.float32)
-        if self.path.exists():
-            try:
-                with np.load(self.path, allow_pickle=False) as z:
-                    keys = z["keys"]
-                    self._vectors = z["vectors"].astype(np.float32, copy=False)
-            except (OSError, ValueError, KeyError) as e:
-                raise DataError(f"text cache {self.path} is unreadable ({e}); delete it to rebuild") from e
+        keys, vectors = self._read()
+        if len(keys):
+            self._vectors = vectors
             self._index = {str(k): i for i, k in enumerate(keys)}
+
+    def _read(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.path.exists():
+            return np.zeros(0, dtype="U64"), np.zeros((0, 0), np.float32)
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                return z["keys"], z["vectors"].astype(np.float32, copy=False)
+        except (OSError, ValueError, KeyError) as e:
+            raise DataError(f"text cache {self.path} is unreadable ({e}); delete it to rebuild") from e
 
     def __len__(self) -> int:
         return len(self._index)
@@ -89,17 +94,29 @@ class TextCache:
         self.save()
 
     def save(self) -> None:
-        """Write the store (temp file + rename)."""
+        """Write the store (temp file + rename) under an exclusive lock, first merging entries that
+        another process wrote since this cache was read (several commands share one cache)."""
+        import fcntl
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        keys = np.array(list(self._index), dtype="U64")
-        fd, tmp = tempfile.mkstemp(prefix=".textcache.", suffix=".npz", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, keys=keys, vectors=self._vectors)
-            os.replace(tmp, self.path)
-        except OSError as e:
-            Path(tmp).unlink(missing_ok=True)
-            raise DataError(f"cannot write text cache {self.path}: {e}") from e
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            disk_keys, disk_vectors = self._read()
+            extra = [n for n, k in enumerate(disk_keys) if str(k) not in self._index]
+            if extra and len(self._index):
+                base = len(self._index)
+                self._vectors = np.concatenate([self._vectors, disk_vectors[extra]])
+                for j, n in enumerate(extra):
+                    self._index[str(disk_keys[n])] = base + j
+            keys = np.array(list(self._index), dtype="U64")
+            fd, tmp = tempfile.mkstemp(prefix=".textcache.", suffix=".npz", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    np.savez(f, keys=keys, vectors=self._vectors)
+                os.replace(tmp, self.path)
+            except OSError as e:
+                Path(tmp).unlink(missing_ok=True)
+                raise DataError(f"cannot write text cache {self.path}: {e}") from e
 
 
 def encode_with_cache(

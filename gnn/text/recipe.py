@@ -39,6 +39,11 @@ class TextRecipe(BaseModel):
     max_tags: int = Field(10, ge=0, description="At most this many values of a list field are kept (in stored order).")
     max_chars: int = Field(1000, gt=0, description="The assembled text is cut to this many characters.")
     lowercase: bool = Field(False, description="Lower-case the text (uncased BERT models do this themselves).")
+    skip_derived_text: bool = Field(
+        True,
+        description="When the item's `text` starts with its title it is a summary a loader derived from the other "
+        "columns (MovieLens: title, genres, tags), not a description: it is then skipped so nothing is repeated.",
+    )
 
 
 def _as_list(value: Any) -> list[str]:
@@ -76,6 +81,10 @@ def build_text(item: Mapping[str, Any], recipe: TextRecipe | None = None) -> str
             if value is None or (isinstance(value, float) and np.isnan(value)):
                 continue
             s = str(value).strip()
+            if field == "text" and recipe.skip_derived_text and "title" in recipe.fields:
+                title = str(item.get("title") or "").strip()
+                if title and s.startswith(title):
+                    continue
             if s:
                 parts.append(s.rstrip(". ") if recipe.field_separator.strip() == "." else s)
     text = recipe.field_separator.join(parts)

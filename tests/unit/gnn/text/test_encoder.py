@@ -116,3 +116,14 @@ def test_cache_is_keyed_by_model_identity(tmp_path: Path) -> None:
     a.put([text_hash("x")], np.ones((1, 3), np.float32))
     assert TextCache(tmp_path, "model-a").get([text_hash("x")])[1].tolist() == [True]
     assert TextCache(tmp_path, "model-b").get([text_hash("x")])[1].tolist() == [False]
+
+
+def test_two_writers_do_not_lose_each_others_entries(tmp_path: Path) -> None:
+    a = TextCache(tmp_path, "m")
+    b = TextCache(tmp_path, "m")  # both opened on an empty cache
+    a.put(["h1"], np.ones((1, 2), np.float32))
+    b.put(["h2"], np.full((1, 2), 2.0, np.float32))
+    merged = TextCache(tmp_path, "m")
+    rows, found = merged.get(["h1", "h2"])
+    assert found.all()
+    np.testing.assert_allclose(merged.vectors(rows), [[1, 1], [2, 2]])

@@ -46,3 +46,9 @@ def test_recipe_round_trips_through_json() -> None:
 def test_invalid_recipe_is_rejected(bad: dict) -> None:
     with pytest.raises(ValueError):
         TextRecipe(**bad)
+
+
+def test_loader_derived_text_is_not_repeated() -> None:
+    item = {"title": "Heat (1995)", "text": "Heat (1995). Genres: Crime.", "genres": ["Crime"]}
+    assert build_text(item) == "Heat (1995). Genres: Crime."
+    assert build_text(item, TextRecipe(skip_derived_text=False)).count("Heat (1995)") == 2
