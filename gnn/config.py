@@ -15,7 +15,7 @@ from graphrec.errors import ConfigError, InvalidArgumentError
 class TrainConfig(BaseModel):
     """Hyperparameters of :func:`gnn.train.train_model` (defaults: the LightGCN paper recipe on Gowalla)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
     model: str = "lightgcn"
     """Registered model type to train (``lightgcn``, ``mf``, or a plug-in such as a fusion model)."""

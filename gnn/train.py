@@ -85,7 +85,7 @@ def train_model(
     config: TrainConfig,
     *,
     progress: bool = True,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_epoch: Callable[[EpochRecord], bool | None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data.train`` with early stopping on ``data.val``.
 
@@ -94,7 +94,8 @@ def train_model(
         data: The snapshot's interactions.
         config: Hyperparameters (``seed`` makes runs repeatable on the same device).
         progress: Show a tqdm bar with the loss and the last validation metrics.
-        on_epoch: Called after every epoch with its record.
+        on_epoch: Called after every epoch with its record (it may add ``metrics`` to it); returning
+            ``True`` stops training after this epoch (e.g. a time budget).
 
     Returns:
         A :class:`TrainResult`; ``result.model`` is ``model`` with the best validation state loaded.
@@ -169,8 +170,8 @@ def train_model(
         bar.set_postfix(postfix)
         result.history.append(record)
         log.info("epoch %d loss %.5f %.2fs %s", epoch, record.loss, record.seconds, record.metrics or "")
-        if on_epoch is not None:
-            on_epoch(record)
+        if on_epoch is not None and on_epoch(record):
+            break
         if config.patience and bad_evals >= config.patience:
             result.stopped_early = True
             break

@@ -1,0 +1,114 @@
+"""``graphrec bench train``: LightGCN training speed and accuracy on the LightGCN Gowalla split.
+
+Prints per-epoch time, evaluation time and Recall@20 / NDCG@20 over epochs, and writes them as
+JSON plus a PNG curve. Evaluation is on the data's own test part (as in the paper, no validation
+carve-out); training never sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def register_bench(bench_app: typer.Typer) -> None:
+    """Add ``bench train`` to the shared ``bench`` sub-app."""
+
+    @bench_app.command("train")
+    def bench_train(
+        dataset: str = typer.Option("gowalla", help="Dataset name (LightGCN-format files)."),
+        path: Path = typer.Option(Path("/work/shared/datasets/gowalla"), help="Folder with train.txt / test.txt."),
+        recipe: str = typer.Option("paper", help="paper (dim 64, 3 layers, lr 1e-3, L2 1e-4, batch 2048, 1 negative, BPR) or default."),
+        epochs: int = typer.Option(20, help="Epochs to run."),
+        eval_every: int = typer.Option(20, help="Evaluate the test part every N epochs (and after the last)."),
+        batch_size: int | None = typer.Option(None, help="Override the recipe's batch size."),
+        num_negatives: int | None = typer.Option(None, help="Override negatives per positive."),
+        loss: str | None = typer.Option(None, help="Override the loss (bpr / softmax)."),
+        lr: float | None = typer.Option(None, help="Override the learning rate."),
+        device: str = typer.Option("auto", help="auto / cpu / cuda."),
+        seed: int = typer.Option(2020, help="Seed."),
+        time_limit: float | None = typer.Option(None, help="Stop after this many seconds (after the running epoch)."),
+        out: Path = typer.Option(Path("bench-train"), help="Output folder for the JSON and PNG."),
+    ) -> None:
+        """Run a training recipe on LightGCN-format data; print epoch / eval times and accuracy."""
+        import torch
+
+        from graphrec.errors import InvalidArgumentError
+        from graphrec.snapshot import SplitSpec
+        from gnn.config import RECIPES
+        from gnn.data import InteractionData, snapshot_from_frames
+        from gnn.evaluate import Evaluator, resolve_device
+        from gnn.plots import plot_curves
+        from gnn.train import EpochRecord, create_model, train_model
+        from loaders.lightgcn import read_lightgcn
+
+        if recipe not in RECIPES:
+            raise InvalidArgumentError(f"unknown recipe {recipe!r}; use one of {sorted(RECIPES)}")
+        overrides: dict[str, Any] = dict(
+            epochs=epochs, eval_every=eval_every, device=device, seed=seed,
+            batch_size=batch_size, num_negatives=num_negatives, loss=loss, lr=lr,
+        )
+        config = RECIPES[recipe](**{k: v for k, v in overrides.items() if v is not None})
+        t0 = time.perf_counter()
+        frames = read_lightgcn(path, name=dataset)
+        snap = snapshot_from_frames(frames, SplitSpec(name="fixed", params={"val_fraction": 0.0}), seed=seed)
+        data = InteractionData.from_snapshot(snap)
+        load_s = time.perf_counter() - t0
+        dev = resolve_device(device)
+        typer.echo(
+            f"{dataset}: {data.num_users} users, {data.num_items} items, train {len(data.train)}, test {len(data.test)} "
+            f"(read + snapshot {load_s:.1f} s); device {dev}, torch threads {torch.get_num_threads()}"
+        )
+        model = create_model(config, data)
+        evaluator = Evaluator(data, "test", ks=[20], batch_users=config.eval_batch_users, device=dev)
+        out.mkdir(parents=True, exist_ok=True)
+        history: list[dict[str, Any]] = []
+        started = time.perf_counter()
+
+        def report() -> dict[str, Any]:
+            times = [h["seconds"] for h in history]
+            evals = [h for h in history if h.get("metrics")]
+            summary = {
+                "dataset": dataset,
+                "recipe": recipe,
+                "config": config.model_dump(),
+                "device": str(dev),
+                "cpu": platform.processor() or platform.machine(),
+                "torch_threads": torch.get_num_threads(),
+                "epochs_run": len(history),
+                "mean_epoch_seconds": sum(times) / len(times) if times else None,
+                "min_epoch_seconds": min(times) if times else None,
+                "mean_eval_seconds": sum(h["eval_seconds"] for h in evals) / len(evals) if evals else None,
+                "best": max(({"epoch": h["epoch"], **h["metrics"]} for h in evals), key=lambda r: r["ndcg@20"], default=None),
+                "history": history,
+                "note": "timings on a shared, busy 2-core machine unless stated otherwise",
+            }
+            (out / "bench_train.json").write_text(json.dumps(summary, indent=2))
+            plot_curves(out / "bench_train.png", history, title=f"LightGCN {recipe} recipe on {dataset}")
+            return summary
+
+        def on_epoch(rec: EpochRecord) -> bool:
+            line = f"epoch {rec.epoch:4d}  loss {rec.loss:.5f}  {rec.seconds:6.2f} s"
+            if rec.epoch % config.eval_every == 0 or rec.epoch == config.epochs:
+                ev = evaluator.evaluate(model)
+                rec.metrics, rec.eval_seconds = ev.metrics, ev.seconds
+                line += f"  eval {ev.seconds:5.2f} s  recall@20 {ev['recall@20']:.4f}  ndcg@20 {ev['ndcg@20']:.4f}"
+            typer.echo(line)
+            history.append(dict(rec.__dict__))
+            report()
+            return time_limit is not None and time.perf_counter() - started > time_limit
+
+        train_model(model, data, config, progress=False, on_epoch=on_epoch)
+        if not history or not history[-1].get("metrics"):
+            ev = evaluator.evaluate(model)
+            if history:
+                history[-1]["metrics"], history[-1]["eval_seconds"] = ev.metrics, ev.seconds
+            typer.echo(f"final eval {ev.seconds:.2f} s  recall@20 {ev['recall@20']:.4f}  ndcg@20 {ev['ndcg@20']:.4f}")
+        summary = report()
+        typer.echo(json.dumps({k: v for k, v in summary.items() if k not in ("history", "config")}, indent=2))
+        typer.echo(f"wrote {out / 'bench_train.json'} and {out / 'bench_train.png'}")
