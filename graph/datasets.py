@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -40,6 +41,10 @@ from pydantic import BaseModel
 from graph.connection import read, translate_error, write
 from graph.schema import DATA_LABELS, USER, check_label
 from graphrec.errors import LoadError, NotFoundError
+
+_LIVE_LEASES: set[tuple[str, int]] = set()
+"""(dataset, gen) of the leases held by loads running in this process (several threads may load)."""
+_LIVE_LOCK = threading.Lock()
 
 STALE_AFTER_S = 600.0
 """A load lease whose heartbeat is older than this (seconds) is considered dead."""
@@ -170,7 +175,8 @@ def lease_is_stale(info: DatasetInfo, now: float | None = None) -> bool:
     now = time.time() if now is None else now
     if info.loading_host == socket.gethostname() and info.loading_pid is not None:
         if info.loading_pid == os.getpid():
-            return True  # a lease of this very process that was not released
+            with _LIVE_LOCK:  # a lease of this process: live while a load thread holds it
+                return (info.name, info.loading_gen) not in _LIVE_LEASES
         return not _pid_alive(info.loading_pid)
     return info.loading_heartbeat is None or now - info.loading_heartbeat > STALE_AFTER_S
 
@@ -220,7 +226,16 @@ def acquire_lease(driver: neo4j.Driver, dataset: str, mode: str, fresh: bool, da
         tx.run(TAKE_LEASE, dataset=dataset, gen=gen, mode=mode, pid=pid, host=socket.gethostname(), now=time.time(), orphans=orphans)
         return Lease(dataset=dataset, gen=gen, previous_gen=info.gen, fresh=use_fresh, mode=mode, pid=pid)
 
-    return _execute_write(driver, work, database)
+    lease = _execute_write(driver, work, database)
+    with _LIVE_LOCK:
+        _LIVE_LEASES.add((lease.dataset, lease.gen))
+    return lease
+
+
+def forget_lease(lease: Lease) -> None:
+    """Stop counting ``lease`` as held by this process (its load gave up), even if Neo4j cannot be told."""
+    with _LIVE_LOCK:
+        _LIVE_LEASES.discard((lease.dataset, lease.gen))
 
 
 def _execute_write(driver: neo4j.Driver, work: Callable[[neo4j.ManagedTransaction], object], database: str):  # type: ignore[no-untyped-def]
@@ -259,6 +274,7 @@ def flip_generation(driver: neo4j.Driver, lease: Lease, source: str, counts: dic
         },
         database,
     )
+    forget_lease(lease)
     if not records:
         raise LoadError(f"lost the load lease on dataset {lease.dataset!r}; the new generation {lease.gen} was not activated")
     old = records[0]["old"]
@@ -274,6 +290,7 @@ def _run_write(driver: neo4j.Driver, query: str, params: dict[str, object], data
 
 def release_lease(driver: neo4j.Driver, lease: Lease, discard: bool, database: str = "neo4j") -> None:
     """Give up the lease; with ``discard`` the lease's (non-active) generation goes to ``garbage``."""
+    forget_lease(lease)
     write(driver, RELEASE_LEASE, {"dataset": lease.dataset, "gen": lease.gen, "pid": lease.pid, "discard": discard}, database=database)
 
 

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 from tqdm import tqdm
 
 from graph.connection import write
-from graph.datasets import Lease, acquire_lease, delete_generation, flip_generation, heartbeat, list_datasets, release_lease
+from graph.datasets import Lease, acquire_lease, forget_lease, delete_generation, flip_generation, heartbeat, list_datasets, release_lease
 from graph.schema import ensure_schema
 from graph.stats import DatasetCounts, dataset_counts
 from graph.writes import Phase, build_phases
@@ -298,6 +298,7 @@ def load_frames(driver: neo4j.Driver, frames: DatasetFrames, options: LoadOption
 
 def _abandon(driver: neo4j.Driver, lease: Lease, options: LoadOptions) -> None:
     """Best effort after a failure: release the lease and delete a partial new generation."""
+    forget_lease(lease)  # from now on the lease counts as dead, so a later load or cleanup can take over
     try:
         release_lease(driver, lease, discard=lease.fresh, database=options.database)
         if lease.fresh:

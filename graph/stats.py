@@ -32,7 +32,7 @@ def dataset_counts_query(labels: set[str] | None = None, types: set[str] | None 
         return labels is None or label in labels
 
     def degree(rel: str, alias: str) -> str:
-        return f"sum(COUNT {{ (n)-[:`{rel}`]->() }}) AS `{alias}`" if has_type(rel) else f"0 AS `{alias}`"
+        return f"sum(COUNT {{ (n)-[:`{rel}`]->() }}) AS `{alias}`" if has_type(rel) else f"sum(0) AS `{alias}`"
 
     parts: list[str] = []
     user_cols = f"count(n) AS users, {degree(INTERACTED, 'interactions')}, {degree(TAGGED, 'tag_applications')}"
