@@ -12,7 +12,8 @@ and most recent first, at most ``max_anchors``. For every recommended item the q
   ``(u)-[:INTERACTED]->(anchor)-[:HAS_GENRE|HAS_TAG|IN_CATEGORY|HAS_BRAND]->(x)<-[same type]-(item)``.
   Weight: Jaccard of the two attribute sets.
 * **semantic** — the anchor whose text vector (``txt_<tag>`` of the active model) is closest:
-  ``(u)-[:INTERACTED]->(anchor)`` plus the cosine of the two stored text vectors. Weight: the cosine.
+  ``(u)-[:INTERACTED]->(anchor)`` plus the cosine of the two stored text vectors. Weight:
+  ``(cos - 0.3) / 0.7`` (item texts share a template, so ~0.3 is the floor of unrelated items).
 * **popularity** — ``(item)<-[:INTERACTED]-(:User)``. Weight: share of the model's users.
 
 Each reason carries its path as nodes and relationships (with the ids needed to re-check it), a
@@ -35,7 +36,10 @@ ReasonKind = Literal["collaborative", "content", "semantic", "popularity"]
 ATTRIBUTE_RELS: dict[str, str] = {"HAS_GENRE": "Genre", "HAS_TAG": "Tag", "IN_CATEGORY": "Category", "HAS_BRAND": "Brand"}
 """Allow-list: attribute relationship type -> attribute label."""
 
-SEMANTIC_MIN_COSINE = 0.3
+SEMANTIC_MIN_COSINE = 0.4
+SEMANTIC_BASELINE = 0.3
+"""Item texts share a template (title, genres, tags), so unrelated items already reach cosine ~0.3; the
+semantic weight is rescaled as ``(cos - 0.3) / 0.7`` and reasons below cosine 0.4 are dropped."""
 
 
 class PathNode(BaseModel):
@@ -309,7 +313,7 @@ def build_reasons(row: dict[str, Any], user_id: str | None, max_reasons: int) ->
         nodes, rels = anchor_head(c["anchor"], c["title"], c["rating"])
         nodes.append(rec_node)
         rels.append(PathRel(type="TEXT_SIMILAR", start=len(nodes) - 2, end=len(nodes) - 1, properties={"cosine": round(float(c["cos"]), 4), "computed": True}))
-        reasons.append(Reason(kind="semantic", weight=min(1.0, max(0.0, float(c["cos"]))),
+        reasons.append(Reason(kind="semantic", weight=min(1.0, max(0.0, (float(c["cos"]) - SEMANTIC_BASELINE) / (1.0 - SEMANTIC_BASELINE))),
                               text=f"its description is close to {c['title'] or c['anchor']}'s (cosine {c['cos']:.2f})",
                               anchor_item_id=c["anchor"], anchor_rating=c["rating"], similarity=float(c["cos"]), nodes=nodes, rels=rels))
     deg, n_users = int(row.get("rec_deg") or 0), int(row.get("n_users") or 0)
