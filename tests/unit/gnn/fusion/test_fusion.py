@@ -150,3 +150,15 @@ def test_user_vector_from_liked_items_and_text(trained_checkpoint: Path, encoder
 def test_cold_start_rejects_missing_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(ModelError):
         ColdStart.from_checkpoint(tmp_path)
+
+
+def test_fit_fusion_writes_a_checkpoint_cold_start_can_serve(taste_snapshot: Snapshot, tmp_path: Path) -> None:
+    from gnn.fusion.pipeline import FuseConfig, fit_fusion
+
+    cfg = FuseConfig(train=TINY.model_copy(update={"epochs": 4, "eval_every": 2}), head=HeadConfig(epochs=2))
+    path, summary = fit_fusion(taste_snapshot, tmp_path / "ck", cfg, cache_dir=tmp_path / "cache", progress=False)
+    assert path.name == "fusion.pt" and summary["best_epoch"] in (2, 4)
+    cs = ColdStart.from_checkpoint(path.parent, cache_dir=tmp_path / "cache")
+    assert cs.meta.item_ids == taste_snapshot.items["id"].tolist()
+    assert cs.item_embeddings.shape == (12, 16) and cs.user_embeddings.shape == (24, 16)
+    assert cs.item_vectors(["A rocket to Mars"]).shape == (1, 16)
