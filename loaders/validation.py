@@ -176,8 +176,9 @@ def enforce_max_errors(problems: Sequence[Problem], max_errors: int) -> None:
     for p in problems:
         per_file[p.file] = per_file.get(p.file, 0) + 1
     files = ", ".join(f"{f}: {n}" for f, n in sorted(per_file.items()))
+    problems_sorted = sorted(problems, key=lambda p: (p.file, p.line))
     message = (
         f"{len(problems)} bad rows (more than --max-errors {max_errors}); nothing was written. "
-        f"Rejected rows per file: {files}.\n{format_problems(problems, limit=20)}"
+        f"Rejected rows per file: {files}. First: {problems_sorted[0]}"
     )
     raise ValidationFailedError(message, problems=[p.as_tuple() for p in sorted(problems, key=lambda p: (p.file, p.line))])
