@@ -1,0 +1,147 @@
+"""``graphrec train``: train LightGCN (or BPR-MF / a registered plug-in) and save a checkpoint.
+
+Data comes from exactly one of: the Neo4j graph (``--dataset NAME``: a fresh snapshot is
+exported and saved), a snapshot folder (``--snapshot DIR``) or LightGCN-format files
+(``--lightgcn DIR``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from graphrec.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from api.settings import Settings
+    from graphrec.snapshot import Snapshot
+
+
+def load_snapshot(
+    settings: Settings,
+    *,
+    dataset: str | None,
+    snapshot: Path | None,
+    lightgcn: Path | None,
+    split: str,
+    params: dict[str, Any],
+    seed: int,
+) -> Snapshot:
+    """Resolve the training data source into a :class:`Snapshot` (exactly one source must be given).
+
+    Raises:
+        InvalidArgumentError: None or several sources.
+    """
+    from graphrec.snapshot import SplitSpec, read_snapshot, write_snapshot
+
+    given = [s for s in (dataset and not (snapshot or lightgcn), snapshot, lightgcn) if s]
+    if len(given) != 1:
+        raise InvalidArgumentError("give exactly one data source: --snapshot DIR, --lightgcn DIR or --dataset NAME (Neo4j)")
+    if snapshot is not None:
+        return read_snapshot(snapshot)
+    spec = SplitSpec(name=split, params=params)
+    if lightgcn is not None:
+        from gnn.data import snapshot_from_frames
+        from loaders.lightgcn import read_lightgcn
+
+        frames = read_lightgcn(lightgcn, name=dataset or lightgcn.name)
+        return snapshot_from_frames(frames, spec, seed=seed, source=f"lightgcn-files:{lightgcn}")
+    from api.cli.common import open_graph
+    from graph.export import export_snapshot
+
+    if dataset is None:  # unreachable: checked above; keeps type checkers informed
+        raise InvalidArgumentError("--dataset is required to export from Neo4j")
+    with open_graph(settings) as driver:
+        snap = export_snapshot(driver, dataset, spec, settings.neo4j_database, seed=seed)
+    path = write_snapshot(snap, settings.snapshots_dir / f"{dataset}-{split}-{snap.manifest.hash[:12]}")
+    typer.echo(f"snapshot exported from Neo4j to {path}")
+    return snap
+
+
+def _parse_params(values: list[str]) -> dict[str, object]:
+    from api.cli.snapshot_cmd import parse_params
+
+    return parse_params(values)
+
+
+def train(
+    dataset: str | None = typer.Option(None, "--dataset", help="Dataset name; alone: export a fresh snapshot from Neo4j."),
+    snapshot: Path | None = typer.Option(None, "--snapshot", help="Train from this snapshot folder."),
+    lightgcn: Path | None = typer.Option(None, "--lightgcn", help="Train from LightGCN-format files (train.txt / test.txt)."),
+    split: str = typer.Option("fixed", "--split", help="Split for Neo4j / LightGCN sources: fixed, per_user_random, per_user_temporal, leave_one_out."),
+    param: list[str] = typer.Option([], "--param", help="Split parameter key=value (repeatable); default val_fraction=0.1."),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the split."),
+    recipe: str = typer.Option("paper", "--recipe", help="paper or default (see docs/training.md)."),
+    config_file: Path | None = typer.Option(None, "--config", help="TrainConfig JSON (overrides the recipe; options override it)."),
+    model: str | None = typer.Option(None, "--model", help="lightgcn, mf, or a registered plug-in model."),
+    dim: int | None = typer.Option(None, "--dim", help="Embedding dimension."),
+    layers: int | None = typer.Option(None, "--layers", help="LightGCN layers."),
+    lr: float | None = typer.Option(None, "--lr", help="Adam learning rate."),
+    reg: float | None = typer.Option(None, "--reg", help="L2 weight on ego embeddings."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Positives per step."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs."),
+    negatives: int | None = typer.Option(None, "--negatives", help="Negatives per positive."),
+    loss: str | None = typer.Option(None, "--loss", help="bpr or softmax."),
+    temperature: float | None = typer.Option(None, "--temperature", help="Softmax temperature."),
+    eval_every: int | None = typer.Option(None, "--eval-every", help="Validate every N epochs."),
+    patience: int | None = typer.Option(None, "--patience", help="Evaluations without improvement before stopping (0: never)."),
+    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (default: GRAPHREC_DEVICE)."),
+    out: Path | None = typer.Option(None, "--out", help="Checkpoint folder (default: GRAPHREC_HOME/models/<dataset>/<version>)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Train a model on a snapshot and save a checkpoint, its training curve and its metrics."""
+    from api.settings import get_settings
+    from gnn.checkpoint import new_version, save_checkpoint
+    from gnn.config import RECIPES, TrainConfig
+    from gnn.data import InteractionData
+    from gnn.evaluate import Evaluator
+    from gnn.plots import plot_curves
+    from gnn.train import create_model, train_model
+
+    settings = get_settings()
+    if recipe not in RECIPES:
+        raise InvalidArgumentError(f"unknown recipe {recipe!r}; use one of {sorted(RECIPES)}")
+    params = _parse_params(param)
+    if split == "fixed":
+        params.setdefault("val_fraction", 0.1)
+    snap = load_snapshot(settings, dataset=dataset, snapshot=snapshot, lightgcn=lightgcn, split=split, params=params, seed=split_seed)
+    base = TrainConfig.load(config_file).model_dump() if config_file else RECIPES[recipe]().model_dump()
+    overrides = dict(
+        model=model, embedding_dim=dim, num_layers=layers, lr=lr, reg=reg, batch_size=batch_size, epochs=epochs,
+        num_negatives=negatives, loss=loss, temperature=temperature, eval_every=eval_every, patience=patience,
+        seed=seed, device=device or settings.device,
+    )
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    config = TrainConfig.from_options(**base)
+    data = InteractionData.from_snapshot(snap)
+    typer.echo(
+        f"{data.dataset}: {data.num_users} users, {data.num_items} items; train {len(data.train)}, "
+        f"val {len(data.val)}, test {len(data.test)}; model {config.model}, device {config.device}"
+    )
+    net = create_model(config, data)
+    result = train_model(net, data, config, progress=progress)
+    test_metrics: dict[str, float] = {}
+    if len(data.test):
+        ev = Evaluator(data, "test", ks=sorted({*config.ks, 10, 20}), batch_users=config.eval_batch_users, device=config.device)
+        test_metrics = ev.evaluate(net).metrics
+    version = new_version(config.model)
+    target = out or settings.models_dir / data.dataset / version
+    history = result.to_json()
+    path = save_checkpoint(
+        target, net, users=data.users, items=data.items, dataset=data.dataset, snapshot_hash=data.snapshot_hash,
+        version=version, config=config, val_metrics=result.best_metrics, test_metrics=test_metrics,
+        best_epoch=result.best_epoch, extra={"stopped_early": result.stopped_early, "epochs_run": len(result.history)},
+    )
+    (path / "history.json").write_text(json.dumps(history, indent=2))
+    plot_curves(path / "curve.png", history["history"], metrics=[config.monitor], title=f"{config.model} on {data.dataset}")
+    typer.echo(f"checkpoint written to {path}")
+    typer.echo(json.dumps({"version": version, "best_epoch": result.best_epoch, "val": result.best_metrics, "test": test_metrics}, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``graphrec train`` to the app."""
+    app.command("train")(train)
