@@ -47,7 +47,11 @@ class _SplitFile:
 
 
 def _parse_split_file(path: Path, problems: list[Problem]) -> tuple[_SplitFile, int]:
-    """Parse one ``user item item ...`` file. Returns the parsed arrays and the number of non-blank lines."""
+    """Parse one ``user item item ...`` file.
+
+    Returns:
+        The parsed arrays and the rows read: user-item pairs on parsed lines plus rejected lines.
+    """
     fname = path.name
     try:
         raw_lines = path.read_bytes().split(b"\n")
@@ -96,7 +100,8 @@ def _parse_split_file(path: Path, problems: list[Problem]) -> tuple[_SplitFile, 
     items = flat[item_mask]
     lines = lnums[per_token_line][item_mask]
     parsed = _SplitFile(users, items, lines, line_users[keep_line], lnums[keep_line])
-    return parsed, n_rows
+    # rows read = user-item pairs on the parsed lines + lines rejected as a whole
+    return parsed, int(lens.sum() - n_lines) + (n_rows - n_lines)
 
 
 def _reject(parsed: _SplitFile, mask: np.ndarray, fname: str, reason_fmt: str, problems: list[Problem]) -> _SplitFile:

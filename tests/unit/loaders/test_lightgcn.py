@@ -36,7 +36,7 @@ def test_reads_users_items_and_splits(tiny: Path) -> None:
     assert inter["rating"].isna().all()
     assert inter["timestamp"].isna().all()
     assert frames.problems == []
-    assert frames.rows_read == {"train.txt": 3, "test.txt": 2}
+    assert frames.rows_read == {"train.txt": 6, "test.txt": 2}  # user-item pairs
 
 
 def test_user_without_items_is_kept(tmp_path: Path) -> None:
