@@ -113,16 +113,17 @@ CALL (d) {
 # Co-liker counts are intersections of these liker sets (a hash join done by the caller) rather than a
 # (anchor)<-(v)->(item) expansion per pair, which is far cheaper for popular items.
 _PER_ITEM = """
-WITH d, m, u, anchors
-CALL (d, m, u, anchors) {
+WITH d, m, u, anchors,
+     CASE WHEN m IS NULL OR m.text_prop IS NULL THEN [] ELSE [a IN anchors | a.item[m.text_prop]] END AS anchor_text
+CALL (d, m, u, anchor_text) {
   UNWIND $item_ids AS iid
   MATCH (rec:Item {dataset: $dataset, gen: d.gen, id: iid})
+  WITH rec, CASE WHEN m IS NULL OR m.text_prop IS NULL THEN null ELSE rec[m.text_prop] END AS rec_text
   RETURN collect({
     id: rec.id, title: rec.title, deg: COUNT { (rec)<-[:INTERACTED]-(:User) },
     likers: [(rec)<-[r:INTERACTED]-(v:User) WHERE (u IS NULL OR v <> u) AND (r.rating IS NULL OR r.rating >= $like) | v.id],
     attrs: [(rec)-[a]->(x) WHERE type(a) IN $attr_rels | type(a) + ':' + x.name],
-    sims: CASE WHEN m IS NULL OR m.text_prop IS NULL OR rec[m.text_prop] IS NULL THEN []
-          ELSE [a IN anchors | vector.similarity.cosine(rec[m.text_prop], a.item[m.text_prop])] END
+    sims: CASE WHEN rec_text IS NULL THEN [] ELSE [t IN anchor_text | vector.similarity.cosine(rec_text, t)] END
   }) AS recs
 }
 CALL (u, anchors) {
@@ -340,7 +341,7 @@ def explain(
     user_id: str | None = None,
     anchor_item_ids: Sequence[str] | None = None,
     max_reasons: int = 3,
-    max_anchors: int = 25,
+    max_anchors: int = 15,
     like_threshold: float = 4.0,
     n_witnesses: int = 3,
     database: str = "neo4j",
