@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 from torch import Tensor
 
 from graphrec.errors import InvalidArgumentError, ModelError, UnknownItemError
+from gnn.fusion.scores import ScoreFusion
 from gnn.text.encoder import EncoderConfig, TextEncoder
 from gnn.text.recipe import TextRecipe, build_text
 
@@ -140,6 +141,9 @@ class FusionCheckpoint(BaseModel):
     user_ids: list[str]
     created_at: float = Field(default_factory=time.time)
     metrics: dict[str, Any] = Field(default_factory=dict)
+    score_fusion: ScoreFusion | None = Field(
+        None, description="Validation-fitted weights to combine this model's scores with content and popularity "
+        "(the default 'fusion_both' method; see gnn.fusion.scores).")
 
 
 def save_fusion_checkpoint(

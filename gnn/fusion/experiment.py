@@ -43,7 +43,7 @@ from gnn.data import InteractionData, SplitPart
 from gnn.evaluate import Evaluator
 from gnn.fusion.coldstart import HeadConfig, fit_cold_head
 from gnn.fusion.feature import FusedLightGCN
-from gnn.fusion.scores import ScoreFusion, content_profiles, fit_score_fusion, popularity_scores, standardise
+from gnn.fusion.scores import ScoreFusion, content_profiles, fit_on_validation, popularity_scores, restrict_part, standardise
 from gnn.models import RecModel
 from gnn.text.cache import EncodeStats, encode_with_cache
 from gnn.text.encoder import EncoderConfig, TextEncoder
@@ -183,15 +183,6 @@ def prepare(snapshot: Snapshot, cfg: BenchConfig, cache_dir: str | os.PathLike[s
     return BenchData(snapshot, data, warm, cold, sparse, cold_test, vectors, extra, extra_names, stats)
 
 
-def _restrict(data: InteractionData, part: str, user_mask: np.ndarray) -> InteractionData:
-    """Copy of ``data`` whose ``part`` keeps only users in ``user_mask``."""
-    p = data.part(part)
-    m = torch.from_numpy(user_mask)[p.users]
-    parts = {n: data.part(n) for n in ("train", "val", "test")}
-    parts[part] = SplitPart(p.users[m], p.items[m])
-    return InteractionData(data.dataset, data.snapshot_hash, data.users, data.items, **parts)
-
-
 def _cold_data(bd: BenchData) -> InteractionData:
     from gnn.vocab import Vocabulary
 
@@ -292,46 +283,9 @@ def run_fusion_bench(
             graph_cold_f = _matrix_scorer(ue, cold_vecs)
 
     # --- score-level fusion: weights fitted on validation, per activity bucket ---
-    val_eval_cache: dict[bytes, Evaluator] = {}
-
-    def val_ndcg(scorer: Scorer, rows: np.ndarray) -> float:
-        mask = np.zeros(nU, bool)
-        mask[rows] = True
-        key = mask.tobytes()
-        if key not in val_eval_cache:
-            val_eval_cache[key] = Evaluator(_restrict(data, "val", mask), "val", ks=[k], metrics=["ndcg"], device="cpu")
-        return val_eval_cache[key].evaluate(scorer).metrics[f"ndcg@{k}"]
-
-    from gnn.fusion.scores import FusionWeights, weight_grid
-
-    # rows of users with validation targets; their standardised parts are computed once per fusion
-    val_users = torch.unique(data.val.users)
-    max_rows = max(1, int(5e7 // max(nI, 1)))  # bound memory: at most ~5e7 cached scores per part
-    if len(val_users) > max_rows:
-        val_users = val_users[torch.randperm(len(val_users), generator=gen)[:max_rows]].sort().values
     for graph_name, fused_name in (("lightgcn", "fusion_score"), ("fusion_feature", "fusion_both")):
         parts = {"graph": scorers_warm[graph_name], "content": scorers_warm["content_knn"], "popularity": scorers_warm["popularity"]}
-        pos = torch.full((nU,), -1, dtype=torch.long)
-        pos[val_users] = torch.arange(len(val_users))
-        with torch.no_grad():
-            Z = {n: standardise(f(val_users)) for n, f in parts.items()}
-        fusion = ScoreFusion(bounds=[cfg.sparse_history], buckets=[])
-        buckets = fusion.bucket_of(history_sizes)
-        for b in range(2):
-            rows = np.intersect1d(np.flatnonzero(buckets == b), val_users.numpy())
-            best, best_w = -1.0, FusionWeights(graph=1.0, content=0.0, popularity=0.0)
-            for w in weight_grid(0.1):
-                if not len(rows):
-                    break
-                def grid_scorer(users: Tensor, w: FusionWeights = w) -> Tensor:
-                    r = pos[users]
-                    return w.graph * Z["graph"][r] + w.content * Z["content"][r] + w.popularity * Z["popularity"][r]
-                v = val_ndcg(grid_scorer, rows)
-                if v > best + 1e-12:
-                    best, best_w = v, w
-            fusion.buckets.append(best_w)
-            fusion.validation.append({"bucket": b, "users": int(len(rows)), "ndcg": max(best, 0.0)})
-        del Z
+        fusion = fit_on_validation(data, parts, history_sizes, bounds=(cfg.sparse_history,), k=k, seed=cfg.seed)
         res.info[f"{fused_name}_weights"] = fusion.model_dump()
         scorers_warm[fused_name] = _fused_scorer(fusion, parts, history_sizes)
         gc = graph_cold if graph_name == "lightgcn" else graph_cold_f
@@ -342,8 +296,8 @@ def run_fusion_bench(
     all_users = np.ones(nU, bool)
     groups = {"warm_users": ~bd.sparse_users & (history_sizes > cfg.sparse_history),
               "sparse_users": history_sizes <= cfg.sparse_history}
-    evaluators = {g: Evaluator(_restrict(data, "test", m), "test", ks=[k], metrics=["recall", "ndcg"], device="cpu") for g, m in groups.items()}
-    val_all = Evaluator(_restrict(data, "val", all_users), "val", ks=[k], metrics=["ndcg"], device="cpu")
+    evaluators = {g: Evaluator(restrict_part(data, "test", m), "test", ks=[k], metrics=["recall", "ndcg"], device="cpu") for g, m in groups.items()}
+    val_all = Evaluator(restrict_part(data, "val", all_users), "val", ks=[k], metrics=["ndcg"], device="cpu")
     cold_eval = Evaluator(_cold_data(bd), "test", ks=[k], metrics=["recall", "ndcg"], device="cpu") if len(bd.cold_items) else None
     for name, scorer in scorers_warm.items():
         row: dict[str, dict[str, float]] = {}

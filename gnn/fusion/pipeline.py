@@ -77,13 +77,33 @@ def fit_fusion(
     model = model.cpu().eval()
     with torch.no_grad():
         ue, ie = (x.detach().numpy() for x in model.embeddings())
+    # score-level weights on top of the fused model (graph + content + popularity), fitted on validation
+    from gnn.fusion.scores import content_profiles, fit_on_validation, popularity_scores
+
+    tu, ti = data.train.users.numpy(), data.train.items.numpy()
+    order = np.argsort(tu, kind="stable")
+    bounds_ = np.searchsorted(tu[order], np.arange(data.num_users + 1))
+    hist = [ti[order][bounds_[u] : bounds_[u + 1]] for u in range(data.num_users)]
+    T = torch.from_numpy(np.asarray(vectors, np.float32))
+    profiles = torch.from_numpy(content_profiles(hist, T.numpy()))
+    pop = torch.from_numpy(popularity_scores(ti, data.num_items))
+    U_, I_ = torch.from_numpy(ue), torch.from_numpy(ie)
+    score_fusion = None
+    if len(data.val):
+        score_fusion = fit_on_validation(
+            data,
+            {"graph": lambda u: U_[u] @ I_.T, "content": lambda u: profiles[u] @ T.T, "popularity": lambda u: pop.unsqueeze(0).repeat(len(u), 1)},
+            np.array([len(h) for h in hist]), k=20, seed=tc.seed,
+        )
     head = fit_cold_head(np.concatenate(blocks, 1), ie, ue, data.train.users.numpy(), data.train.items.numpy(), cfg.head)
     meta = FusionCheckpoint(
         model_type=model.model_type, init_kwargs=model.init_kwargs, encoder=cfg.encoder, encoder_identity=encoder.identity,
         recipe=cfg.recipe, feature_columns=names[1:], item_ids=data.items.ids, user_ids=data.users.ids,
         metrics={"best_epoch": result.best_epoch, "val": result.best_metrics, "snapshot_hash": data.snapshot_hash},
+        score_fusion=score_fusion,
     )
     path = save_fusion_checkpoint(out_dir, model, head, meta)
     summary = {"checkpoint": str(path), "best_epoch": result.best_epoch, "val": result.best_metrics,
+               "score_fusion": score_fusion.model_dump() if score_fusion else None,
                "encode": stats.model_dump(), "seconds": round(time.perf_counter() - t0, 1)}
     return path, summary

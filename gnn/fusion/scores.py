@@ -14,13 +14,17 @@ separately per user-activity bucket (users with few interactions lean on content
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
 from graphrec.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from gnn.data import InteractionData
 
 
 def content_profiles(history: Sequence[np.ndarray], item_vectors: np.ndarray) -> np.ndarray:
@@ -106,7 +110,7 @@ def weight_grid(step: float = 0.1) -> list[FusionWeights]:
 def fit_score_fusion(
     parts: dict[str, torch.Tensor],
     history_sizes: np.ndarray,
-    evaluate: "callable",
+    evaluate: Callable[[torch.Tensor, np.ndarray], float],
     bounds: Sequence[int] = (5,),
     step: float = 0.1,
 ) -> ScoreFusion:
@@ -141,3 +145,65 @@ def fit_score_fusion(
         fusion.buckets.append(best_w)
         fusion.validation.append({"bucket": b, "users": int(len(rows)), "ndcg": max(best, 0.0)})
     return fusion
+
+
+def restrict_part(data: "InteractionData", part: str, user_mask: np.ndarray) -> "InteractionData":
+    """Copy of ``data`` whose ``part`` keeps only the users in ``user_mask`` (for per-group evaluation)."""
+    from gnn.data import InteractionData, SplitPart
+
+    p = data.part(part)
+    m = torch.from_numpy(np.asarray(user_mask, bool))[p.users]
+    parts = {n: data.part(n) for n in ("train", "val", "test")}
+    parts[part] = SplitPart(p.users[m], p.items[m])
+    return InteractionData(data.dataset, data.snapshot_hash, data.users, data.items, **parts)
+
+
+def fit_on_validation(
+    data: "InteractionData",
+    parts: dict[str, "Callable[[torch.Tensor], torch.Tensor]"],
+    history_sizes: np.ndarray,
+    bounds: Sequence[int] = (5,),
+    k: int = 20,
+    step: float = 0.1,
+    max_cached_scores: float = 5e7,
+    seed: int = 0,
+) -> ScoreFusion:
+    """Fit :class:`ScoreFusion` weights on ``data.val`` with the project's :class:`gnn.evaluate.Evaluator`.
+
+    Args:
+        data: Interactions (train masked, val targets).
+        parts: Scorers ``users -> (B, I)`` for ``graph``, ``content`` and ``popularity``.
+        history_sizes: Training history size per user.
+        bounds: Activity bucket bounds.
+        k: NDCG cut-off.
+        step: Weight grid step.
+        max_cached_scores: At most this many standardised scores per part are held in memory (the
+            validation users are subsampled, seeded, beyond it).
+        seed: Seed of that subsample.
+    """
+    from gnn.evaluate import Evaluator
+
+    nU, nI = data.num_users, data.num_items
+    val_users = torch.unique(data.val.users)
+    max_rows = max(1, int(max_cached_scores // max(nI, 1)))
+    if len(val_users) > max_rows:
+        gen = torch.Generator().manual_seed(seed)
+        val_users = val_users[torch.randperm(len(val_users), generator=gen)[:max_rows]].sort().values
+    pos = torch.full((nU,), -1, dtype=torch.long)
+    pos[val_users] = torch.arange(len(val_users))
+    with torch.no_grad():
+        Z = {n: standardise(f(val_users)) for n, f in parts.items()}
+    bucket_of_row = ScoreFusion(bounds=list(bounds), buckets=[]).bucket_of(history_sizes[val_users.numpy()])
+    evaluators: dict[int, Evaluator] = {}
+
+    def evaluate(scores: torch.Tensor, rows: np.ndarray) -> float:
+        b = int(bucket_of_row[rows[0]])
+        if b not in evaluators:
+            mask = np.zeros(nU, bool)
+            mask[val_users.numpy()[rows]] = True
+            evaluators[b] = Evaluator(restrict_part(data, "val", mask), "val", ks=[k], metrics=["ndcg"], device="cpu")
+        local = torch.full((nU,), -1, dtype=torch.long)
+        local[val_users[torch.as_tensor(rows)]] = torch.arange(len(rows))
+        return evaluators[b].evaluate(lambda users: scores[local[users]]).metrics[f"ndcg@{k}"]
+
+    return fit_score_fusion(Z, history_sizes[val_users.numpy()], evaluate, bounds=bounds, step=step)

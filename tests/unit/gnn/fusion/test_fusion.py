@@ -162,3 +162,4 @@ def test_fit_fusion_writes_a_checkpoint_cold_start_can_serve(taste_snapshot: Sna
     assert cs.meta.item_ids == taste_snapshot.items["id"].tolist()
     assert cs.item_embeddings.shape == (12, 16) and cs.user_embeddings.shape == (24, 16)
     assert cs.item_vectors(["A rocket to Mars"]).shape == (1, 16)
+    assert cs.meta.score_fusion is not None and len(cs.meta.score_fusion.buckets) == 2
