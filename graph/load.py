@@ -21,8 +21,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal
 
 import neo4j
@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 from tqdm import tqdm
 
 from graph.connection import write
-from graph.datasets import Lease, acquire_lease, forget_lease, delete_generation, flip_generation, heartbeat, list_datasets, release_lease
+from graph.datasets import Lease, acquire_lease, delete_generation, flip_generation, forget_lease, heartbeat, list_datasets, release_lease
 from graph.schema import ensure_schema
 from graph.stats import DatasetCounts, dataset_counts
 from graph.writes import Phase, build_phases
@@ -303,7 +303,7 @@ def _abandon(driver: neo4j.Driver, lease: Lease, options: LoadOptions) -> None:
         release_lease(driver, lease, discard=lease.fresh, database=options.database)
         if lease.fresh:
             delete_generation(driver, lease.dataset, lease.gen, options.database, batch_size=max(options.batch_size, 1000))
-    except BaseException as cleanup_error:  # Neo4j gone: the next load or `graphrec load cleanup` removes it
+    except BaseException as cleanup_error:  # noqa: BLE001 -- Neo4j gone: the next load or `graphrec load cleanup` removes it
         log.warning("could not remove partial generation %s of %s: %s", lease.gen, lease.dataset, cleanup_error)
 
 

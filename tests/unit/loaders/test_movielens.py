@@ -112,7 +112,7 @@ def test_25m_layout_is_the_csv_layout(tmp_path: Path) -> None:
 
 def test_100k_layout(tmp_path: Path) -> None:
     genres = "unknown|0\nAction|1\nAdventure|2\n"
-    flags = lambda *on: "|".join("1" if i in on else "0" for i in range(3))  # noqa: E731
+    flags = lambda *on: "|".join("1" if i in on else "0" for i in range(3))
     item = (
         f"1|Toy Story (1995)|01-Jan-1995||http://x|{flags(2)}\n"
         f"2|GoldenEye (1995)|01-Jan-1995||http://y|{flags(1, 2)}\n"
