@@ -44,7 +44,7 @@ from gnn.evaluate import Evaluator
 from gnn.fusion.coldstart import HeadConfig, fit_cold_head
 from gnn.fusion.feature import FusedLightGCN
 from gnn.fusion.scores import ScoreFusion, content_profiles, fit_on_validation, popularity_scores, restrict_part, standardise
-from gnn.models import RecModel
+from gnn.models import RecModel, build_model
 from gnn.text.cache import EncodeStats, encode_with_cache
 from gnn.text.encoder import EncoderConfig, TextEncoder
 from gnn.text.recipe import TextRecipe, build_item_texts
@@ -253,7 +253,7 @@ def run_fusion_bench(
     for name in ("lightgcn", "fusion_feature"):
         torch.manual_seed(tcfg.seed)
         if name == "lightgcn":
-            model: RecModel = __import__("gnn.models", fromlist=["build_model"]).build_model(
+            model: RecModel = build_model(
                 "lightgcn", num_users=nU, num_items=nI, embedding_dim=tcfg.embedding_dim, num_layers=tcfg.num_layers, init_std=tcfg.init_std)
         else:
             dims = [T_warm.shape[1], *[b.shape[1] for b in extra_warm]]
