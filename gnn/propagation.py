@@ -68,6 +68,10 @@ def normalized_adjacency(
     values = inv_sqrt[rows] * inv_sqrt[cols]
     crow = torch.zeros(n + 1, dtype=torch.long, device=device)
     crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n), 0)
+    if rows.numel() < 2**31 - 1 and n < 2**31 - 1:
+        # int32 indices: the CPU (MKL) sparse kernels take them directly; int64 ones are converted
+        # to int32 (copied) on every product, which costs as much as the product itself.
+        crow, cols = crow.to(torch.int32), cols.to(torch.int32)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
         return torch.sparse_csr_tensor(crow, cols, values, size=(n, n), device=device, check_invariants=False)
