@@ -1,7 +1,7 @@
 # graphrec: the README's commands. Everything runs from the project's own virtual environment (.venv).
 #   make install      create .venv with uv and install graphrec (editable) with the dev extras
 #   make test         install, then run unit + integration tests (a throwaway Neo4j is started and stopped)
-#   make demo         install, start Neo4j, load the bundled MovieLens data, show what is in the graph
+#   make demo         install, start Neo4j, load MovieLens, train + publish the fused model, show explained recommendations
 #   make neo4j-start / neo4j-stop / neo4j-status
 #   make clean        remove caches and build outputs (keeps .venv; `make distclean` removes it too)
 
@@ -16,9 +16,12 @@ STAMP    := $(VENV)/.graphrec-installed
 # The interpreter the venv is built from: python3.11 when there is one, else python3.
 PYTHON   ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 PYTEST_ARGS ?=
+# Extra arguments for `graphrec demo` (e.g. DEMO_ARGS="--serve" keeps the API running).
+DEMO_EPOCHS ?= 20
+DEMO_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install test test-unit test-integration demo demo-steps neo4j-start neo4j-stop neo4j-status clean distclean
+.PHONY: help install test test-unit test-integration demo neo4j-start neo4j-stop neo4j-status clean distclean
 
 help:
 	@sed -n '2,7p' Makefile | sed 's/^#//'
@@ -46,28 +49,9 @@ test-unit: install
 test-integration: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS) tests/integration
 
-# The demo's steps live in one place: `graphrec demo` when that command exists, else the steps below.
+# The demo's steps live in one place: `graphrec demo` (api/cli/demo_cmd.py).
 demo: install
-	@if [ -f api/cli/demo_cmd.py ]; then $(GRAPHREC) demo; else $(MAKE) --no-print-directory demo-steps; fi
-
-demo-steps:
-	$(GRAPHREC) neo4j start
-	$(GRAPHREC) load movielens
-	$(GRAPHREC) stats
-	@echo
-	@$(GRAPHREC) neo4j status
-	@echo
-	@echo "Explore the graph: open the Browser URL above, connect to the Bolt URI as user neo4j with the"
-	@echo "password from the password file (cat it), then paste one of these queries:"
-	@echo
-	@echo "  // a user's ratings"
-	@echo "  MATCH (u:User {id: '1'})-[r:INTERACTED]->(i:Item) RETURN u, r, i LIMIT 25"
-	@echo "  // movies per genre"
-	@echo "  MATCH (g:Genre)<-[:HAS_GENRE]-(i:Item) RETURN g.name AS genre, count(i) AS movies ORDER BY movies DESC"
-	@echo "  // most rated movies with their average rating"
-	@echo "  MATCH (:User)-[r:INTERACTED]->(i:Item) RETURN i.title AS title, count(r) AS ratings, round(avg(r.rating), 2) AS avg_rating ORDER BY ratings DESC LIMIT 10"
-	@echo
-	@echo "Stop the server with: make neo4j-stop"
+	$(GRAPHREC) demo --epochs $(DEMO_EPOCHS) $(DEMO_ARGS)
 
 neo4j-start: install
 	$(GRAPHREC) neo4j start
