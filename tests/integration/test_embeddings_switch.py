@@ -4,6 +4,7 @@ and the previous version's index and properties are gone afterwards."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,11 @@ def test_readers_never_see_a_mix_during_a_switch(neo4j_driver: Any, neo4j_info: 
     for t in threads:
         t.start()
     try:
+        # Readers must be answering from v1 before the switch starts (on a busy machine the first
+        # queries can take longer than publishing a graph this small).
+        deadline = time.monotonic() + 60
+        while sum(1 for v, _, _ in seen if v == "switch-v1") < 3 and not errors and time.monotonic() < deadline:
+            threading.Event().wait(0.05)
         publish(neo4j_driver, versions["switch-v2"], DS, database=db, grace_s=0.5)
         while sum(1 for v, _, _ in seen if v == "switch-v2") < 6 and not errors:
             threading.Event().wait(0.05)
