@@ -13,8 +13,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -129,23 +127,11 @@ def register_bench(bench_app: typer.Typer) -> None:
                                        "users": len(sample), "cpu_count": os.cpu_count(), "levels": {}}
             port = _free_port()
             env = {**os.environ, "GRAPHREC_DATASET": ds}
-            proc = subprocess.Popen([sys.executable, "-m", "api.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-            try:
-                base = f"http://127.0.0.1:{port}"
+            from api.cli.background_api import background_api
+
+            with background_api("127.0.0.1", port, env=env, quiet=True) as api:
                 limits = httpx.Limits(max_connections=max(levels) + 4, max_keepalive_connections=max(levels) + 4)
-                with httpx.Client(base_url=base, timeout=30.0, limits=limits) as client:
-                    deadline = time.monotonic() + 120
-                    while True:
-                        try:
-                            if client.get("/v1/health").status_code == 200:
-                                break
-                        except httpx.HTTPError:
-                            pass
-                        if proc.poll() is not None or time.monotonic() > deadline:
-                            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-                            raise typer.BadParameter(f"the API did not start: {err}")
-                        time.sleep(0.3)
+                with httpx.Client(base_url=api.base_url, timeout=30.0, limits=limits) as client:
 
                     def api_call(i: int) -> None:
                         r = client.get(f"/v1/users/{sample[i % len(sample)]}/recommendations", params={"k": k, "explain": "true"})
@@ -158,12 +144,6 @@ def register_bench(bench_app: typer.Typer) -> None:
                             "cypher_vector": run_load(raw_vector, requests, c),
                             "cypher_vector_plus_explain": run_load(raw_full, requests, c),
                         }
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
         for lvl in results["levels"].values():
             lvl["api_overhead_x_p50"] = lvl["api_explain"]["p50_ms"] / max(lvl["cypher_vector_plus_explain"]["p50_ms"], 1e-9)
         if as_json:

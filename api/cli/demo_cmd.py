@@ -124,57 +124,41 @@ def register(app: typer.Typer) -> None:
         info = connection_info(settings)
         host, p = settings.api_host, port or settings.api_port
         typer.secho(f"$ graphrec serve --host {host} --port {p}   (in the background)", fg=typer.colors.CYAN)
-        api = subprocess.Popen([sys.executable, "-m", "api.cli.main", "serve", "--host", host, "--port", str(p)], env=env,
-                               stdin=subprocess.DEVNULL)
-        base = f"http://{host}:{p}"
+        from api.cli.background_api import background_api
+
         try:
-            with httpx.Client(base_url=base, timeout=60.0) as client:
-                deadline = time.monotonic() + 120
-                while True:
-                    try:
-                        if client.get("/v1/health").status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if api.poll() is not None or time.monotonic() > deadline:
-                        raise ConfigError(f"the API did not come up on {base} (port in use? try --port)")
-                    time.sleep(0.5)
-                health = client.get("/v1/health").json()
-                typer.echo(f"\nAPI up at {base}/v1 (OpenAPI docs: {base}/docs), model {health['model_version']}\n")
-                first_item = None
-                for user in DEMO_USERS:
-                    r = client.get(f"/v1/users/{user}/recommendations", params={"k": k, "explain": "true"})
-                    typer.secho(f"GET /v1/users/{user}/recommendations?k={k}&explain=true  -> {r.status_code}", bold=True)
-                    if r.status_code != 200:
-                        typer.echo(f"  {r.json().get('detail')}")
-                        continue
-                    for it in r.json()["items"]:
-                        first_item = first_item or it["item_id"]
-                        typer.echo(f"  {it['rank']}. {it['title']}  (score {it['score']:.3f})")
-                        if it.get("explanation"):
-                            typer.echo(f"     {it['explanation']['sentence']}")
-                    typer.echo("")
-                if first_item:
-                    typer.echo(f"Picture of an explanation: {base}/v1/users/{DEMO_USERS[0]}/recommendations/{first_item}/explanation.png\n")
-            typer.secho("Explore in Neo4j Browser", bold=True)
-            typer.echo(f"  URL: {info.browser_url or 'http://127.0.0.1:%d/browser/' % settings.neo4j_http_port}")
-            typer.echo(f"  connect to {info.uri} as user {info.user} (`graphrec neo4j status` shows where the password is)\n")
-            for n, (title, query) in enumerate(browser_queries(dataset, DEMO_USERS[0], first_item or "1"), 1):
-                typer.secho(f"-- {n}. {title}", fg=typer.colors.GREEN)
-                typer.echo(query + ";\n")
-            if serve:
-                typer.echo(f"API running at {base} - Ctrl-C stops it")
-                api.wait()
-            else:
-                typer.echo("The demo API is stopped now; `graphrec serve` starts it again.")
+            with background_api(host, p, env=env) as api:
+                base = api.base_url
+                with httpx.Client(base_url=base, timeout=60.0) as client:
+                    health = client.get("/v1/health").json()
+                    typer.echo(f"\nAPI up at {base}/v1 (OpenAPI docs: {base}/docs), model {health['model_version']}\n")
+                    first_item = None
+                    for user in DEMO_USERS:
+                        r = client.get(f"/v1/users/{user}/recommendations", params={"k": k, "explain": "true"})
+                        typer.secho(f"GET /v1/users/{user}/recommendations?k={k}&explain=true  -> {r.status_code}", bold=True)
+                        if r.status_code != 200:
+                            typer.echo(f"  {r.json().get('detail')}")
+                            continue
+                        for it in r.json()["items"]:
+                            first_item = first_item or it["item_id"]
+                            typer.echo(f"  {it['rank']}. {it['title']}  (score {it['score']:.3f})")
+                            if it.get("explanation"):
+                                typer.echo(f"     {it['explanation']['sentence']}")
+                        typer.echo("")
+                    if first_item:
+                        typer.echo(f"Picture of an explanation: {base}/v1/users/{DEMO_USERS[0]}/recommendations/{first_item}/explanation.png\n")
+                typer.secho("Explore in Neo4j Browser", bold=True)
+                typer.echo(f"  URL: {info.browser_url or 'http://127.0.0.1:%d/browser/' % settings.neo4j_http_port}")
+                typer.echo(f"  connect to {info.uri} as user {info.user} (`graphrec neo4j status` shows where the password is)\n")
+                for n, (title, query) in enumerate(browser_queries(dataset, DEMO_USERS[0], first_item or "1"), 1):
+                    typer.secho(f"-- {n}. {title}", fg=typer.colors.GREEN)
+                    typer.echo(query + ";\n")
+                if serve:
+                    typer.echo(f"API running at {base} - Ctrl-C stops it")
+                    api.process.wait()
+                else:
+                    typer.echo("The demo API is stopped now; `graphrec serve` starts it again.")
         except KeyboardInterrupt:
             pass
         except GraphrecError:
             raise
-        finally:
-            if api.poll() is None:
-                api.terminate()
-                try:
-                    api.wait(20)
-                except subprocess.TimeoutExpired:
-                    api.kill()
