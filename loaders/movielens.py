@@ -213,6 +213,24 @@ def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], path: Path) 
         raise DataError(f"{path.name}: line 1: header lacks column(s) {', '.join(missing)}; found {', '.join(map(str, frame.columns))}")
 
 
+def _read_optional_users(
+    path: Path, sep: str, names: list[str], problems: list[Problem], rows_read: dict[str, int]
+) -> pd.DataFrame | None:
+    """Read and validate a headerless latin-1 users file (ml-100k ``u.user``, ml-1m ``users.dat``) if present.
+
+    Returns:
+        A frame with the valid user ``id`` column, or ``None`` when the file does not exist.
+    """
+    if not path.exists():
+        return None
+    us = scan_table(path, sep=sep, header=False, names=names, encoding="latin-1", quoting=False, problems=problems)
+    rows_read[us.file] = us.rows_read
+    uc = TableCheck(us, problems)
+    uid = uc.require("id", "user id")
+    uc.unique(["id"], [uid], "user id")
+    return pd.DataFrame({"id": uid[uc.ok].to_numpy(dtype=object)})
+
+
 def read_movielens_100k(path: str | os.PathLike[str], name: str = "movielens") -> DatasetFrames:
     """Read the ml-100k layout (``u.item``, ``u.data``, optional ``u.user`` and ``u.genre``)."""
     root = Path(path)
@@ -240,14 +258,7 @@ def read_movielens_100k(path: str | os.PathLike[str], name: str = "movielens") -
     items["genres"] = [[genres[j] for j in np.flatnonzero(row)] for row in flags[mc.ok]]
     known = pd.Index(items["id"])
 
-    users = None
-    if (root / "u.user").exists():
-        us = scan_table(root / "u.user", sep="|", header=False, names=["id", "age", "gender", "occupation", "zip"], encoding="latin-1", quoting=False, problems=problems)
-        rows_read[us.file] = us.rows_read
-        uc = TableCheck(us, problems)
-        uid = uc.require("id", "user id")
-        uc.unique(["id"], [uid], "user id")
-        users = pd.DataFrame({"id": uid[uc.ok].to_numpy(dtype=object)})
+    users = _read_optional_users(root / "u.user", "|", ["id", "age", "gender", "occupation", "zip"], problems, rows_read)
 
     rs = scan_table(root / "u.data", sep="\t", header=False, names=["userId", "movieId", "rating", "timestamp"], encoding="latin-1", quoting=False, problems=problems)
     rows_read[rs.file] = rs.rows_read
@@ -280,14 +291,7 @@ def read_movielens_1m(path: str | os.PathLike[str], name: str = "movielens") -> 
     items["genres"] = _split_values(mv["genres"])
     known = pd.Index(items["id"])
 
-    users = None
-    if (root / "users.dat").exists():
-        us = scan_table(root / "users.dat", sep="::", header=False, names=["id", "gender", "age", "occupation", "zip"], encoding="latin-1", quoting=False, problems=problems)
-        rows_read[us.file] = us.rows_read
-        uc = TableCheck(us, problems)
-        uid = uc.require("id", "user id")
-        uc.unique(["id"], [uid], "user id")
-        users = pd.DataFrame({"id": uid[uc.ok].to_numpy(dtype=object)})
+    users = _read_optional_users(root / "users.dat", "::", ["id", "gender", "age", "occupation", "zip"], problems, rows_read)
 
     rs = scan_table(root / "ratings.dat", sep="::", header=False, names=["userId", "movieId", "rating", "timestamp"], encoding="latin-1", quoting=False, problems=problems)
     rows_read[rs.file] = rs.rows_read
