@@ -25,14 +25,25 @@ How to plug in a new model (e.g. feature-level text fusion):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
 from torch_geometric.nn.models import LightGCN
 
 from graphrec.errors import ModelError
-from gnn.propagation import normalized_adjacency, propagate
+from gnn.propagation import normalized_adjacency, propagate, propagate_rows
+
+class BatchEmbeddings(NamedTuple):
+    """One training batch's final (``users``, ``pos``, ``neg``) and layer-0 (``*0``) embeddings."""
+
+    users: Tensor
+    pos: Tensor
+    neg: Tensor
+    users0: Tensor
+    pos0: Tensor
+    neg0: Tensor
+
 
 Scorer = Callable[[Tensor], Tensor]
 """Maps a batch of user indices ``(B,)`` to scores over all items ``(B, num_items)``."""
@@ -165,6 +176,21 @@ class RecModel(Recommender):
         """Layer-0 (learned input) embeddings of the given users and items (any index shapes)."""
         raise NotImplementedError
 
+    def batch_embeddings(self, users: Tensor, pos: Tensor, neg: Tensor) -> BatchEmbeddings:
+        """Final and layer-0 embeddings of one training batch (what the loss and its L2 term need).
+
+        The default gathers from :meth:`embeddings` and :meth:`ego`; propagation models override it
+        with :func:`gnn.propagation.propagate_rows`, which gives the same values and gradients with
+        one scatter in the backward.
+
+        Shapes:
+            - **input:** users :math:`(B,)`, pos :math:`(B,)`, neg :math:`(B, N)`
+        """
+        u_emb, i_emb = self.embeddings()
+        u0, p0 = self.ego(users, pos)
+        _, n0 = self.ego(users, neg)
+        return BatchEmbeddings(u_emb[users], i_emb[pos], i_emb[neg], u0, p0, n0)
+
     def forward(self, users: Tensor, items: Tensor) -> Tensor:
         """Scores of (user, item) pairs.
 
@@ -236,6 +262,13 @@ class LightGCNRecommender(RecModel):
     def ego(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
         w = self.lightgcn.embedding.weight
         return w[users], w[items + self.num_users]
+
+    def batch_embeddings(self, users: Tensor, pos: Tensor, neg: Tensor) -> BatchEmbeddings:
+        offset = self.num_users
+        finals, egos = propagate_rows(
+            self.lightgcn, self.lightgcn.embedding.weight, self.adjacency(), (users, pos + offset, neg + offset)
+        )
+        return BatchEmbeddings(*finals, *egos)
 
 
 @register_model("mf")

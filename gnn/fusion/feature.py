@@ -13,8 +13,8 @@ from torch import Tensor
 from torch_geometric.nn.models import LightGCN
 
 from graphrec.errors import ModelError
-from gnn.models import RecModel, register_model
-from gnn.propagation import propagate
+from gnn.models import BatchEmbeddings, RecModel, register_model
+from gnn.propagation import propagate, propagate_rows
 
 
 @register_model("lightgcn_fused")
@@ -89,7 +89,6 @@ class FusedLightGCN(RecModel):
         self.projections = torch.nn.ModuleList([torch.nn.Linear(d, embedding_dim, bias=False) for d in feature_dims])
         for k, d in enumerate(feature_dims):
             self.register_buffer(f"features_{k}", torch.zeros(num_items, d))
-        self._proj_cache: tuple[tuple[object, ...], Tensor] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -114,7 +113,6 @@ class FusedLightGCN(RecModel):
             if tuple(t.shape) != tuple(cur.shape):
                 raise ModelError(f"feature block {self.feature_names[k]} has shape {tuple(t.shape)}, expected {tuple(cur.shape)}")
             setattr(self, f"features_{k}", t.to(cur.device))
-        self._proj_cache = None
 
     def features(self) -> list[Tensor]:
         """The feature blocks (buffers)."""
@@ -130,40 +128,42 @@ class FusedLightGCN(RecModel):
         return out
 
     def projected_items(self) -> Tensor:
-        r"""The fused part of every item, :math:`\sum_k \mathbf{P}_k \mathbf{f}^{(k)}_i` (``(I, d)``).
+        r"""The fused part of every item, :math:`\sum_k \mathbf{P}_k \mathbf{f}^{(k)}_i` (``(I, d)``)."""
+        return self.project(self.features())
 
-        Computed once per parameter version and grad mode, so one training step (``embeddings()``
-        plus two ``ego()`` calls) projects the catalogue once instead of once per sampled pair.
-        """
-        key = (
-            torch.is_grad_enabled(),
-            tuple(p.weight._version for p in self.projections),
-            tuple(p.weight.data_ptr() for p in self.projections),
-            tuple((f._version, f.data_ptr()) for f in self.features()),
-        )
-        if self._proj_cache is None or self._proj_cache[0] != key:
-            self._proj_cache = (key, self.project(self.features()))
-        return self._proj_cache[1]
-
-    def _item_x0(self) -> Tensor:
+    def _item_x0(self, projected: Tensor) -> Tensor:
         w = self.lightgcn.embedding.weight[self.num_users :]
         if self.training and self.id_dropout > 0:
             keep = (torch.rand(self.num_items, 1, device=w.device) >= self.id_dropout).to(w.dtype)
             w = w * keep
-        return w + self.projected_items()
+        return w + projected
 
-    def x0(self) -> Tensor:
-        """Layer-0 embeddings of all nodes (users first)."""
-        return torch.cat([self.lightgcn.embedding.weight[: self.num_users], self._item_x0()])
+    def x0(self, projected: Tensor | None = None) -> Tensor:
+        """Layer-0 embeddings of all nodes (users first); ``projected`` reuses a :meth:`projected_items`."""
+        if projected is None:
+            projected = self.projected_items()
+        return torch.cat([self.lightgcn.embedding.weight[: self.num_users], self._item_x0(projected)])
 
     def embeddings(self) -> tuple[Tensor, Tensor]:
         out = propagate(self.lightgcn, self.x0(), self.adjacency())
         return out[: self.num_users], out[self.num_users :]
 
-    def ego(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+    def ego(self, users: Tensor, items: Tensor, projected: Tensor | None = None) -> tuple[Tensor, Tensor]:
         w = self.lightgcn.embedding.weight
-        fused = w[items + self.num_users] + self.projected_items()[items]
-        return w[users], fused
+        if projected is None:
+            projected = self.projected_items()
+        return w[users], w[items + self.num_users] + projected[items]
+
+    def batch_embeddings(self, users: Tensor, pos: Tensor, neg: Tensor) -> BatchEmbeddings:
+        # one projection of the catalogue per step, shared by the propagation and the L2 term
+        projected = self.projected_items()
+        offset = self.num_users
+        finals, _ = propagate_rows(
+            self.lightgcn, self.x0(projected), self.adjacency(), (users, pos + offset, neg + offset), with_ego=False
+        )
+        u0, p0 = self.ego(users, pos, projected)
+        _, n0 = self.ego(users, neg, projected)
+        return BatchEmbeddings(*finals, u0, p0, n0)
 
     def _resizable_buffers(self) -> tuple[str, ...]:
         return (*super()._resizable_buffers(), *(f"features_{k}" for k in range(len(self.feature_dims))))

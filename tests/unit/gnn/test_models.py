@@ -165,3 +165,41 @@ def test_item_knn_similarity_is_cosine() -> None:
     expected.fill_diagonal_(0.0)
     got = torch.from_numpy(knn.similarity().toarray())
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def _batch_model(kind: str, data: InteractionData) -> torch.nn.Module:
+    if kind == "lightgcn_fused":
+        from gnn.fusion.feature import FusedLightGCN
+
+        model = FusedLightGCN(data.num_users, data.num_items, [6], ["text"], embedding_dim=8, num_layers=2, id_dropout=0.0)
+        model.set_features([np.random.default_rng(0).normal(size=(data.num_items, 6))])
+    else:
+        model = build_model(kind, num_users=data.num_users, num_items=data.num_items, embedding_dim=8)
+    model.set_interactions(data.train.users, data.train.items)
+    return model
+
+
+@pytest.mark.parametrize("kind", ["lightgcn", "mf", "lightgcn_fused"])
+def test_batch_embeddings_match_generic_gathers(tiny_data: InteractionData, kind: str) -> None:
+    """A model's fast ``batch_embeddings`` gives the generic gathers' values and gradients."""
+    from gnn.models import RecModel
+
+    model = _batch_model(kind, tiny_data)
+    g = torch.Generator().manual_seed(1)
+    users = torch.randint(0, tiny_data.num_users, (16,), generator=g)
+    pos = torch.randint(0, tiny_data.num_items, (16,), generator=g)
+    neg = torch.randint(0, tiny_data.num_items, (16, 3), generator=g)
+    grads = []
+    for fn in (type(model).batch_embeddings, RecModel.batch_embeddings):
+        model.zero_grad(set_to_none=True)
+        emb = fn(model, users, pos, neg)
+        torch.manual_seed(7)
+        loss = sum((t * torch.randn(t.shape, dtype=t.dtype)).sum() for t in emb)
+        loss.backward()
+        grads.append(({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}, [t.detach() for t in emb]))
+    (g_fast, e_fast), (g_ref, e_ref) = grads
+    for a, b in zip(e_fast, e_ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert g_fast.keys() == g_ref.keys() and g_fast
+    for name in g_ref:
+        torch.testing.assert_close(g_fast[name], g_ref[name], rtol=1e-5, atol=1e-7)

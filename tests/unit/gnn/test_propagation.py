@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch_geometric.nn.models import LightGCN
 
-from gnn.propagation import bipartite_edge_index, normalized_adjacency, propagate
+from gnn.propagation import bipartite_edge_index, normalized_adjacency, propagate, propagate_rows
 
 
 def _graph(num_users: int, num_items: int, num_edges: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,3 +69,43 @@ def test_propagate_accepts_any_x0() -> None:
     torch.testing.assert_close(out, expected)
     out.sum().backward()
     assert x0.grad is not None and x0.grad.shape == x0.shape
+
+
+@pytest.mark.parametrize("num_layers", [0, 1, 3])
+def test_propagate_rows_equals_gathering_propagate(num_layers: int) -> None:
+    """One fused gather/scatter gives the values and gradients of ``propagate`` then indexing."""
+    nu, ni = 9, 7
+    users, items = _graph(nu, ni, 30, seed=3)
+    model = LightGCN(nu + ni, 5, num_layers, normalize=False).double()
+    adj = normalized_adjacency(users, items, nu, ni, dtype=torch.float64)
+    g = torch.Generator().manual_seed(5)
+    # repeated rows on purpose: their gradients must accumulate
+    idx = (torch.tensor([0, 3, 3, 8]), torch.randint(nu, nu + ni, (4,), generator=g), torch.randint(nu, nu + ni, (4, 3), generator=g))
+    weights = [torch.randn(*i.shape, 5, generator=g, dtype=torch.float64) for i in idx + idx]
+
+    x_ref = torch.randn(nu + ni, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    x_new = x_ref.detach().clone().requires_grad_(True)
+    out = propagate(model, x_ref, adj, symmetric=False)  # layer-by-layer through the PyG convs
+    ref_rows = [out[i] for i in idx] + [x_ref[i] for i in idx]
+    finals, egos = propagate_rows(model, x_new, adj, idx)
+    assert [t.shape for t in finals + egos] == [t.shape for t in ref_rows]
+    for a, b in zip(finals + egos, ref_rows):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    sum((r * w).sum() for r, w in zip(ref_rows, weights)).backward()
+    sum((r * w).sum() for r, w in zip(finals + egos, weights)).backward()
+    torch.testing.assert_close(x_new.grad, x_ref.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_propagate_rows_without_ego_and_unused_outputs() -> None:
+    nu, ni = 4, 6
+    users, items = _graph(nu, ni, 14, seed=2)
+    model = LightGCN(nu + ni, 3, 2, normalize=False).double()
+    adj = normalized_adjacency(users, items, nu, ni, dtype=torch.float64)
+    x = torch.randn(nu + ni, 3, dtype=torch.float64, requires_grad=True)
+    idx = (torch.tensor([1, 2]), torch.tensor([5, 9]))
+    finals, egos = propagate_rows(model, x, adj, idx, with_ego=False)
+    assert egos == []
+    finals[0].sum().backward()  # the second output gets no gradient
+    x2 = x.detach().clone().requires_grad_(True)
+    propagate(model, x2, adj)[idx[0]].sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
