@@ -6,6 +6,13 @@ Layout in the graph (per dataset):
   Its vectors live in the properties ``emb_<tag>`` of ``(:User)`` and ``(:Item)`` nodes of the
   dataset's active generation, optional text vectors in ``txt_<tag>`` on items, and one native
   vector index ``graphrec_item_<tag>`` (cosine) covers ``Item.emb_<tag>``.
+* A fusion checkpoint with validation-fitted score-fusion weights also gets what serving needs to
+  re-rank exactly like the offline ``fusion_both`` evaluation (:mod:`graph.recommend_fusion`):
+  ``User.fus_<tag>`` = ``[graph mean, graph std, content mean, content std, history size]`` (the
+  user's score statistics over all items), ``User.prof_<tag>`` (unit content profile),
+  ``Item.pop_<tag>`` (``log(1 + training count)``), a second vector index ``graphrec_text_<tag>`` on
+  ``Item.txt_<tag>``, and on the pointer the bucket bounds, the weights, the popularity mean/std and
+  the ids of the most popular items.
 * ``(:ActiveModel {dataset})`` is the pointer readers follow: it names the version, the property
   names and the index. Readers read the pointer *in the same query* that searches the index, so a
   request sees one model, never a mix. Publishing writes the new properties and builds the new index
@@ -51,8 +58,17 @@ CHUNK_SIZE = 1000
 
 _SAFE = re.compile(r"[^A-Za-z0-9_]+")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_]{1,120}$")
-_PROP_RE = re.compile(r"^(emb|txt)_[A-Za-z0-9_]{1,120}$")
-_INDEX_RE = re.compile(r"^graphrec_item_[A-Za-z0-9_]{1,120}$")
+_PROP_RE = re.compile(r"^(emb|txt|pop|prof|fus)_[A-Za-z0-9_]{1,120}$")
+_INDEX_RE = re.compile(r"^graphrec_(item|text)_[A-Za-z0-9_]{1,120}$")
+
+POPULAR_IDS = 1000
+"""How many of the most popular item ids the pointer keeps (the popularity candidate source)."""
+
+PROP_KINDS: tuple[tuple[str, str], ...] = (
+    ("Item", "item_prop"), ("User", "user_prop"), ("Item", "text_prop"), ("Item", "pop_prop"),
+    ("User", "profile_prop"), ("User", "fusion_prop"),
+)
+"""(label, pointer key) of every property a publication may write (what :func:`drop_model` removes)."""
 
 VECTOR_LABELS: frozenset[str] = frozenset({"User", "Item"})
 """Labels that may carry embedding properties (allow-list for Cypher built from names)."""
@@ -66,6 +82,23 @@ class EmbeddingSetLike(Protocol):
     user_vectors: Any
     item_ids: Sequence[str]
     item_vectors: Any
+
+
+class ServingFusionLike(Protocol):
+    """What :func:`publish` needs for score-level fusion at serving time (``gnn.fusion.serving.ServingFusion``)."""
+
+    user_ids: Sequence[str]
+    item_ids: Sequence[str]
+    bounds: Sequence[int]
+    weights: Any
+    history_sizes: Any
+    profiles: Any
+    user_stats: Any
+    popularity: Any
+    pop_mean: float
+    pop_std: float
+
+    def popular_ids(self, n: int = ...) -> list[str]: ...
 
 
 class ModelInfo(BaseModel):
@@ -82,6 +115,14 @@ class ModelInfo(BaseModel):
     user_prop: str
     text_prop: str | None = None
     item_index: str
+    text_index: str | None = Field(None, description="Vector index on the text vectors (score fusion's content source).")
+    fusion_prop: str | None = Field(None, description="User property [graph mean, graph std, content mean, content std, history size].")
+    profile_prop: str | None = Field(None, description="User property: unit content profile.")
+    pop_prop: str | None = Field(None, description="Item property: log(1 + training count).")
+    fusion_bounds: list[int] | None = Field(None, description="Activity bucket upper bounds (history size).")
+    fusion_weights: list[float] | None = Field(None, description="Flat (graph, content, popularity) weights per bucket.")
+    pop_mean: float | None = None
+    pop_std: float | None = None
     n_users: int = 0
     n_items: int = 0
     checkpoint: str | None = None
@@ -97,6 +138,7 @@ class PublishReport(BaseModel):
     cold_items: int = Field(description="Items of the active generation that had no model vector and got one from text.")
     items_without_vector: int = Field(description="Items left without a vector (not recommendable until the next publish).")
     text_vectors: int
+    score_fusion: dict[str, Any] | None = Field(None, description="What was written for score-level fusion (None: plain dot-product serving).")
     previous_tag: str | None
     seconds: float
 
@@ -213,6 +255,10 @@ RETURN previous_tag, previous
 
 Q_DROP_INDEX = "DROP INDEX `{index}` IF EXISTS"
 
+# The query layer reads every pointer key, also the ones a publication leaves null; a key Neo4j has
+# never seen makes it warn on every query, so publish creates the tokens (idempotent).
+Q_CREATE_PROPERTY_TOKENS = "UNWIND $names AS name CALL db.createProperty(name)"
+
 Q_REMOVE_PROP_BATCH = """
 MATCH (n:`{label}`) WHERE n.`{prop}` IS NOT NULL
 WITH n LIMIT $batch
@@ -220,7 +266,7 @@ REMOVE n.`{prop}`
 RETURN count(n) AS c
 """
 
-Q_LIST_INDEXES = "SHOW INDEXES YIELD name, type WHERE type = 'VECTOR' AND name STARTS WITH 'graphrec_item_' RETURN name"
+Q_LIST_INDEXES = "SHOW INDEXES YIELD name, type WHERE type = 'VECTOR' AND name STARTS WITH 'graphrec_' RETURN name"
 
 
 def active_gen(driver: neo4j.Driver, dataset: str, database: str = "neo4j") -> int:
@@ -258,10 +304,23 @@ def _write_vectors(
     if label not in VECTOR_LABELS:
         raise InvalidArgumentError(f"label {label!r} cannot carry embeddings")
     check_prop(prop)
+    return _write_values(driver, label, prop, dataset, gen, ids, vectors, database, progress, as_list=True)
+
+
+def _write_values(
+    driver: neo4j.Driver, label: str, prop: str, dataset: str, gen: int, ids: Sequence[str], values: Sequence[Any],
+    database: str, progress: Callable[[int], None] | None = None, as_list: bool = False,
+) -> int:
+    """``SET n.<prop> = value`` for ``(id, value)`` pairs, ``UNWIND`` in chunks of :data:`CHUNK_SIZE`
+    (``as_list``: each value is a vector, converted to a list of floats chunk by chunk)."""
+    if label not in VECTOR_LABELS:
+        raise InvalidArgumentError(f"label {label!r} cannot carry embeddings")
+    check_prop(prop)
     query = Q_WRITE_VECTORS.format(label=label, prop=prop)
     written = 0
     for start in range(0, len(ids), CHUNK_SIZE):
-        rows = [{"id": str(i), "v": [float(x) for x in vec]} for i, vec in zip(ids[start:start + CHUNK_SIZE], vectors[start:start + CHUNK_SIZE])]
+        rows = [{"id": str(i), "v": [float(x) for x in v] if as_list else v}
+                for i, v in zip(ids[start:start + CHUNK_SIZE], values[start:start + CHUNK_SIZE])]
         summary = write(driver, query, {"rows": rows, "dataset": dataset, "gen": gen}, database)
         written += summary.counters.properties_set
         if progress:
@@ -282,9 +341,10 @@ def _remove_prop(driver: neo4j.Driver, label: str, prop: str, database: str, bat
 def drop_model(driver: neo4j.Driver, info: ModelInfo | dict[str, Any], database: str = "neo4j") -> None:
     """Drop a (non-active) publication: its vector index and its properties."""
     d = info.model_dump() if isinstance(info, ModelInfo) else dict(info)
-    if d.get("item_index"):
-        write(driver, Q_DROP_INDEX.format(index=check_index(d["item_index"])), {}, database)
-    for label, key in (("Item", "item_prop"), ("User", "user_prop"), ("Item", "text_prop")):
+    for key in ("item_index", "text_index"):
+        if d.get(key):
+            write(driver, Q_DROP_INDEX.format(index=check_index(d[key])), {}, database)
+    for label, key in PROP_KINDS:
         if d.get(key):
             _remove_prop(driver, label, d[key], database)
 
@@ -298,6 +358,7 @@ def publish(
     checkpoint: str | None = None,
     cold_item_vectors: Callable[[list[str]], np.ndarray] | None = None,
     text_vectors: Callable[[list[str], list[str]], np.ndarray] | None = None,
+    score_fusion: ServingFusionLike | None = None,
     index_timeout_s: float = 600.0,
     grace_s: float = 1.0,
     progress: Callable[[int], None] | None = None,
@@ -320,6 +381,10 @@ def publish(
         cold_item_vectors (callable, optional): ``texts -> [n, d]`` vectors in the model's space
             (``ColdStart.item_vectors``) for items without a model vector.
         text_vectors (callable, optional): ``(item_ids, texts) -> [n, t]`` text-encoder vectors of the items.
+        score_fusion (ServingFusionLike, optional): Per-user statistics and profiles, per-item
+            popularity and the weights of the checkpoint's score-level fusion
+            (``gnn.fusion.serving.serving_fusion_from_checkpoint``); needs ``text_vectors``. When
+            given, :func:`graph.recommend.recommend` re-ranks exactly like the offline evaluation.
         index_timeout_s (float, optional): How long to wait for the index to come online.
         grace_s (float, optional): Pause between the flip and dropping the previous model, so that
             queries that read the old pointer just before the flip finish.
@@ -367,6 +432,12 @@ def publish(
     dim = int(aug_items.shape[1])
     if not 1 <= dim <= 4096:
         raise InvalidArgumentError(f"vector dimension {dim} is outside Neo4j's 1..4096")
+    if score_fusion is not None:
+        _check_fusion(score_fusion, text_vectors is not None)
+    fusion_props: dict[str, Any] = {k: None for k in (
+        "text_index", "fusion_prop", "profile_prop", "pop_prop", "fusion_bounds", "fusion_weights", "pop_mean", "pop_std", "fusion_popular",
+        "pop_floor")}
+    fusion_report: dict[str, Any] | None = None
 
     try:
         n_users_written = _write_vectors(driver, "User", user_prop, dataset, gen, user_ids, aug_users, database, progress)
@@ -378,44 +449,103 @@ def publish(
             tv = _as_matrix(text_vectors(t_ids, [graph_items[i] for i in t_ids]), "text vectors")
             text_prop = prop_name("txt", tag)
             n_text = _write_vectors(driver, "Item", text_prop, dataset, gen, t_ids, tv, database, progress)
+        if score_fusion is not None and text_prop is not None:
+            fusion_props, fusion_report = _write_fusion(driver, score_fusion, tag, text_prop, int(tv.shape[1]), dataset, gen, database, progress)
         write(driver, Q_CREATE_INDEX.format(index=index, prop=item_prop), {"dim": dim}, database)
-        write(driver, Q_AWAIT_INDEX, {"index": index, "timeout": int(index_timeout_s)}, database)
+        for idx in (index, fusion_props["text_index"]):
+            if idx:
+                write(driver, Q_AWAIT_INDEX, {"index": idx, "timeout": int(index_timeout_s)}, database)
     except BaseException:
         # leave nothing half-published behind; the previous model keeps serving
         try:
-            drop_model(driver, {"item_index": index, "item_prop": item_prop, "text_prop": prop_name("txt", tag)}, database)
+            drop_model(driver, _tag_props(tag), database)
         except Exception:  # pragma: no cover - best effort cleanup
             log.warning("could not clean up the failed publication %s", tag, exc_info=True)
         raise
 
     props = {
         "dataset": dataset, "version": version, "tag": tag, "dim": dim, "max_norm": max_norm,
-        "item_prop": item_prop, "user_prop": user_prop, "text_prop": text_prop, "item_index": index,
+        "item_prop": item_prop, "user_prop": user_prop, "text_prop": text_prop, "item_index": index, **fusion_props,
         "n_users": len(user_ids), "n_items": len(item_ids), "checkpoint": checkpoint,
         "published_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     rows = read(driver, "RETURN 1 AS ok", {}, database)  # fail fast if the server went away
     if not rows:  # pragma: no cover
         raise QueryError("Neo4j did not answer")
+    write(driver, Q_CREATE_PROPERTY_TOKENS, {"names": sorted(props)}, database)
     switched = write_switch(driver, props, database)
     previous = switched.get("previous") or None
     if previous and previous.get("tag") and previous.get("tag") != tag:
         time.sleep(grace_s)
         drop_model(driver, previous, database)
     # any orphaned publications of this dataset (a crashed publish) go as well
-    in_use = {r["index"] for r in read(driver, "MATCH (m:ActiveModel) RETURN m.item_index AS index", {}, database)}
+    in_use: set[str] = set()
+    for r in read(driver, "MATCH (m:ActiveModel) RETURN m.item_index AS index, m.text_index AS text_index", {}, database):
+        in_use.update(x for x in (r["index"], r["text_index"]) if x)
+    mine = {index, fusion_props["text_index"], *(((previous or {}).get(k) for k in ("item_index", "text_index")))}
     for row in read(driver, Q_LIST_INDEXES, {}, database):
         name = row["name"]
-        if name != index and name not in in_use and name.startswith(f"graphrec_item_{_SAFE.sub('_', dataset)}_") and (not previous or name != previous.get("item_index")):
-            orphan_tag = name[len("graphrec_item_"):]
-            if _TAG_RE.match(orphan_tag):
-                drop_model(driver, {"item_index": name, "item_prop": f"emb_{orphan_tag}", "user_prop": f"emb_{orphan_tag}", "text_prop": f"txt_{orphan_tag}"}, database)
-    info = ModelInfo.model_validate({k: v for k, v in props.items()})
+        for prefix in ("graphrec_item_", "graphrec_text_"):
+            if name.startswith(f"{prefix}{_SAFE.sub('_', dataset)}_") and name not in in_use and name not in mine:
+                orphan_tag = name[len(prefix):]
+                if _TAG_RE.match(orphan_tag):
+                    drop_model(driver, _tag_props(orphan_tag), database)
+    info = ModelInfo.model_validate({k: v for k, v in props.items() if k not in ("fusion_popular", "pop_floor")})
     return PublishReport(
         model=info, users_written=n_users_written, items_written=n_items_written, cold_items=n_cold,
         items_without_vector=len([i for i in graph_items if i not in set(item_ids)]), text_vectors=n_text,
-        previous_tag=(previous or {}).get("tag"), seconds=time.perf_counter() - t0,
+        score_fusion=fusion_report, previous_tag=(previous or {}).get("tag"), seconds=time.perf_counter() - t0,
     )
+
+
+def _tag_props(tag: str) -> dict[str, str]:
+    """Every index and property name publication ``tag`` may have written (for cleanup)."""
+    return {"item_index": f"graphrec_item_{tag}", "text_index": f"graphrec_text_{tag}", "item_prop": f"emb_{tag}",
+            "user_prop": f"emb_{tag}", "text_prop": f"txt_{tag}", "pop_prop": f"pop_{tag}", "profile_prop": f"prof_{tag}",
+            "fusion_prop": f"fus_{tag}"}
+
+
+def _check_fusion(f: ServingFusionLike, have_text: bool) -> None:
+    nU, nI, nB = len(f.user_ids), len(f.item_ids), len(f.bounds) + 1
+    w = np.asarray(f.weights, dtype=np.float64)
+    if w.shape != (nB, 3) or (w < 0).any() or not np.isfinite(w).all():
+        raise InvalidArgumentError(f"score-fusion weights must be {nB} non-negative (graph, content, popularity) rows, got shape {w.shape}")
+    if np.asarray(f.user_stats).shape != (nU, 4) or len(f.history_sizes) != nU or np.asarray(f.profiles).shape[0] != nU:
+        raise InvalidArgumentError("score-fusion user tables do not match its user ids")
+    if len(f.popularity) != nI:
+        raise InvalidArgumentError("score-fusion popularity does not match its item ids")
+    if not have_text:
+        raise InvalidArgumentError("score fusion needs the items' text vectors (the content score); publish with text vectors")
+
+
+def _write_fusion(
+    driver: neo4j.Driver, f: ServingFusionLike, tag: str, text_prop: str, text_dim: int, dataset: str, gen: int, database: str,
+    progress: Callable[[int], None] | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write the score-fusion tables of publication ``tag``; returns the pointer properties and a summary."""
+    fusion_prop, profile_prop, pop_prop = prop_name("fus", tag), prop_name("prof", tag), prop_name("pop", tag)
+    text_index = check_index(f"graphrec_text_{tag}")
+    stats = np.asarray(f.user_stats, dtype=np.float64)
+    sizes = np.asarray(f.history_sizes, dtype=np.float64)
+    users = [str(u) for u in f.user_ids]
+    rows = [[float(x) for x in s] + [float(h)] for s, h in zip(stats, sizes)]
+    n_stats = _write_values(driver, "User", fusion_prop, dataset, gen, users, rows, database, progress)
+    prof = np.asarray(f.profiles, dtype=np.float64)
+    keep = np.flatnonzero(np.linalg.norm(prof, axis=1) > 0)  # empty history: no profile, content part 0
+    n_prof = _write_vectors(driver, "User", profile_prop, dataset, gen, [users[j] for j in keep], prof[keep], database, progress)
+    pop = np.asarray(f.popularity, dtype=np.float64)
+    n_pop = _write_values(driver, "Item", pop_prop, dataset, gen, [str(i) for i in f.item_ids], [float(x) for x in pop], database, progress)
+    write(driver, Q_CREATE_INDEX.format(index=text_index, prop=text_prop), {"dim": text_dim}, database)
+    weights = np.asarray(f.weights, dtype=np.float64)
+    props = {
+        "text_index": text_index, "fusion_prop": fusion_prop, "profile_prop": profile_prop, "pop_prop": pop_prop,
+        "fusion_bounds": [int(b) for b in f.bounds], "fusion_weights": [float(x) for x in weights.reshape(-1)],
+        "pop_mean": float(f.pop_mean), "pop_std": float(f.pop_std), "fusion_popular": [str(i) for i in f.popular_ids(POPULAR_IDS)],
+        "pop_floor": float(np.sort(pop)[::-1][min(POPULAR_IDS, len(pop)) - 1]) if len(pop) else 0.0,
+    }
+    report = {"users_with_stats": n_stats, "profiles": n_prof, "items_with_popularity": n_pop, "bounds": props["fusion_bounds"],
+              "weights": weights.tolist(), "text_index": text_index}
+    return props, report
 
 
 def write_switch(driver: neo4j.Driver, props: dict[str, Any], database: str = "neo4j") -> dict[str, Any]:

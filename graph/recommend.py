@@ -8,6 +8,14 @@ cosine ranking is the model's dot-product ranking; scores returned here are the 
 The index is searched with an oversampled ``k`` (``k * oversample`` plus the number of items the
 user already interacted with when those are excluded); when the filters leave fewer than ``k``
 items the search is repeated with a 4x larger ``k`` until the whole catalogue was searched.
+
+When the active publication carries score-fusion data (a fusion checkpoint, see
+:mod:`graph.recommend_fusion`), :func:`recommend` ranks by the fused score the offline evaluation
+picked (graph + content + popularity, standardised per user, weights per activity bucket):
+candidates come from the embedding index, the text index (with the user's content profile, when the
+content weight is positive) and the most popular items (when the popularity weight is positive),
+all in the same query that reads the pointer; the search grows until the ``k``-th fused score reaches
+the threshold-algorithm bound, so the served top ``k`` is the offline top ``k``.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from graph.connection import read, write
 from graph.embeddings import active_model, require_active_model
+from graph.recommend_fusion import FusionParams, ScoreParts, fused_score, score_parts, unseen_upper_bound
 from graphrec.errors import (
     InvalidArgumentError,
     ModelNotReadyError,
@@ -65,8 +74,10 @@ class RecommendedItem(BaseModel):
     title: str | None = None
     year: int | None = None
     genres: list[str] = Field(default_factory=list)
-    score: float = Field(description="Model score (dot product of user and item embeddings).")
+    score: float = Field(description="Ranking score: the dot product of user and item embeddings, or, when the model serves "
+                         "score-level fusion, the fused score (sum of weight * standardised part, see score_parts).")
     rank: int
+    score_parts: ScoreParts | None = Field(None, description="Graph / content / popularity parts of a fused score (raw, standardised, weights).")
 
 
 class RecommendationList(BaseModel):
@@ -79,6 +90,10 @@ class RecommendationList(BaseModel):
     item_id: str | None = None
     items: list[RecommendedItem]
     candidates_searched: int = Field(0, description="k passed to the vector index on the last attempt.")
+    ranking: str = Field("graph", description="'fusion' (score-level fusion of the published model) or 'graph' (dot product).")
+    exact: bool | None = Field(None, description="Fusion only: the candidate pool provably holds the catalogue's top k "
+                               "(threshold bound reached or whole catalogue searched; up to the vector indexes' recall).")
+    history_size: int | None = Field(None, description="Fusion only: the user's training history size (selects the weights).")
 
 
 class Interaction(BaseModel):
@@ -132,6 +147,102 @@ WITH d, m, u, uvec,
      $fetch + CASE WHEN $exclude_seen THEN COUNT { (u)-[:INTERACTED]->() } ELSE 0 END AS n
 CALL db.index.vector.queryNodes(m.item_index, n, uvec) YIELD node AS i, score
 """ + _FILTERS
+
+# Business filters of one candidate item ``i`` of user ``u`` (``d`` the dataset).
+_SEEN_FILTER = "($exclude_seen = false OR NOT EXISTS { (u)-[:INTERACTED]->(i) })"
+_ITEM_FILTERS = """
+i.dataset = $dataset AND i.gen = d.gen
+  AND """ + _SEEN_FILTER + """
+  AND ($genres IS NULL OR EXISTS { (i)-[:HAS_GENRE]->(g:Genre) WHERE g.name IN $genres })
+  AND ($year_min IS NULL OR i.year >= $year_min)
+  AND ($year_max IS NULL OR i.year <= $year_max)
+  AND ($include_ids IS NULL OR i.id IN $include_ids)
+  AND NOT i.id IN $exclude_ids
+"""
+
+# Score-level fusion (graph + content + popularity), in ONE query with the pointer read. A model
+# without fusion data (or a user without statistics) falls back to weights (1, 0, 0) and mean 0 /
+# std 1: the plain dot-product ranking. Candidate sources: the embedding index (always), the text
+# index with the user's content profile (content weight > 0), and the first $fetch items of the
+# popularity list that pass the filters (popularity weight > 0; the list is sorted, so every other
+# eligible item is at most as popular as the last one taken; those are not filtered twice). Each source returns its lowest score
+# for the threshold-algorithm bound. With an include list, its items are the candidates (exact at
+# once) and no source is searched. Index scores are reused; a vector is read only for candidates
+# a source did not score, and the content cosine only when it has a weight (else for the k rows).
+Q_RECOMMEND_FUSED = """
+MATCH (d:Dataset {name: $dataset})
+MATCH (m:ActiveModel {dataset: $dataset})
+MATCH (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
+WITH d, m, u, coalesce($vec, u[m.user_prop]) AS uvec,
+     CASE WHEN $vec IS NULL AND m.fusion_prop IS NOT NULL THEN u[m.fusion_prop] END AS st
+WHERE uvec IS NOT NULL AND ($tag IS NULL OR m.tag = $tag)
+WITH d, m, u, uvec, st,
+     CASE WHEN st IS NULL THEN 0 ELSE 3 * size([x IN m.fusion_bounds WHERE x < st[4]]) END AS b,
+     $fetch + CASE WHEN $exclude_seen THEN COUNT { (u)-[:INTERACTED]->() } ELSE 0 END AS n,
+     sqrt(reduce(s = 0.0, x IN uvec | s + x * x)) AS unorm
+WITH d, m, u, uvec, st, n, unorm,
+     CASE WHEN st IS NULL THEN [1.0, 0.0, 0.0] ELSE m.fusion_weights[b..b + 3] END AS w
+WITH d, m, u, uvec, st, n, unorm, w,
+     CASE WHEN w[1] > 0 AND m.profile_prop IS NOT NULL AND m.text_prop IS NOT NULL THEN u[m.profile_prop] END AS prof
+CALL (m, uvec, n) {
+  WITH m, uvec, n WHERE $include_ids IS NULL
+  CALL db.index.vector.queryNodes(m.item_index, n, uvec) YIELD node, score
+  RETURN collect({i: node, g: score}) AS g_hits, min(score) AS g_min
+}
+CALL (m, prof, w, n) {
+  WITH m, prof, w, n WHERE $include_ids IS NULL AND w[1] > 0 AND prof IS NOT NULL AND m.text_index IS NOT NULL
+  CALL db.index.vector.queryNodes(m.text_index, n, prof) YIELD node, score
+  RETURN collect({i: node, c: score}) AS c_hits, min(score) AS c_min, count(node) > 0 AS c_used
+}
+CALL (d, m, u, w) {
+  WITH d, m, u, w WHERE $include_ids IS NULL AND w[2] > 0 AND m.pop_prop IS NOT NULL
+  WITH d, m, CASE WHEN $exclude_seen THEN COLLECT { MATCH (u)-[:INTERACTED]->(x) RETURN x.id } ELSE [] END AS seen
+  UNWIND m.fusion_popular AS pid
+  WITH d, m, pid WHERE NOT pid IN seen
+  MATCH (i:Item {dataset: $dataset, gen: d.gen, id: pid})
+  WHERE """ + _ITEM_FILTERS.replace(_SEEN_FILTER, "true") + """
+  WITH m, i LIMIT $fetch
+  RETURN collect({i: i, ok: true}) AS p_hits, min(coalesce(i[m.pop_prop], 0.0)) AS p_taken_min, count(i) AS p_taken
+}
+// the popularity list ran out: every eligible item not taken is outside it, at most as popular as its last one
+WITH d, m, u, uvec, st, n, unorm, w, prof, g_hits, g_min, c_hits, c_min, c_used, p_hits,
+     $include_ids IS NULL AND w[2] > 0 AND m.pop_prop IS NOT NULL AS p_used,
+     CASE WHEN p_taken < $fetch THEN coalesce(m.pop_floor, 0.0) ELSE p_taken_min END AS p_min
+CALL (d) {  // an include list is the whole candidate set
+  UNWIND coalesce($include_ids, []) AS iid
+  MATCH (i:Item {dataset: $dataset, gen: d.gen, id: iid})
+  RETURN collect({i: i}) AS i_hits
+}
+CALL (g_hits, c_hits, p_hits, i_hits) {
+  UNWIND g_hits + c_hits + p_hits + i_hits AS h
+  WITH h.i AS i, max(h.g) AS gs, max(h.c) AS cs, max(h.ok) IS NOT NULL AS checked
+  RETURN i, gs, cs, checked
+}
+WITH d, m, u, uvec, st, prof, n, unorm, w, g_min, c_min, c_used, p_min, p_used, i, gs, cs, checked
+WHERE checked OR (""" + _ITEM_FILTERS + """)
+WITH m, u, uvec, st, prof, n, unorm, w, g_min, c_min, c_used, p_min, p_used, i, cs,
+     CASE WHEN gs IS NULL THEN vector.similarity.cosine(uvec, i[m.item_prop]) ELSE gs END AS gcos
+WHERE gcos IS NOT NULL
+WITH m, u, st, prof, n, unorm, w, g_min, c_min, c_used, p_min, p_used, i, cs,
+     (2.0 * gcos - 1.0) * unorm * m.max_norm AS g,
+     CASE WHEN w[1] > 0 AND prof IS NOT NULL
+          THEN 2.0 * (CASE WHEN cs IS NULL THEN vector.similarity.cosine(prof, i[m.text_prop]) ELSE cs END) - 1.0 END AS c0,
+     CASE WHEN st IS NULL OR m.pop_prop IS NULL THEN null ELSE coalesce(i[m.pop_prop], 0.0) END AS p
+WITH m, u, st, n, unorm, w, g_min, c_min, c_used, p_min, p_used, i, g, c0, p,
+     w[0] * (g - coalesce(st[0], 0.0)) / coalesce(st[1], 1.0)
+     + w[1] * (coalesce(c0, 0.0) - coalesce(st[2], 0.0)) / coalesce(st[3], 1.0)
+     + w[2] * (coalesce(p, 0.0) - coalesce(m.pop_mean, 0.0)) / coalesce(m.pop_std, 1.0) AS fused
+ORDER BY fused DESC, i.id LIMIT $limit
+RETURN m.version AS version, m.tag AS tag, m.max_norm AS max_norm, m.n_items AS n_items, n, unorm, st, w,
+       m.pop_mean AS pop_mean, m.pop_std AS pop_std,
+       (2.0 * g_min - 1.0) * unorm * m.max_norm AS g_min, 2.0 * c_min - 1.0 AS c_min, coalesce(c_used, false) AS c_used,
+       p_min, coalesce(p_used, false) AS p_used,
+       i.id AS id, i.title AS title, i.year AS year, g, p, fused,
+       CASE WHEN c0 IS NOT NULL OR st IS NULL OR m.profile_prop IS NULL OR m.text_prop IS NULL THEN c0
+            ELSE 2.0 * vector.similarity.cosine(u[m.profile_prop], i[m.text_prop]) - 1.0 END AS c,
+       [(i)-[:HAS_GENRE]->(x:Genre) | x.name] AS genres,
+       CASE WHEN $with_vectors THEN i[m.item_prop] ELSE null END AS vector
+"""
 
 Q_RECOMMEND_VECTOR = """
 MATCH (d:Dataset {name: $dataset})
@@ -319,11 +430,18 @@ def recommend(
     database: str = "neo4j",
     oversample: int = DEFAULT_OVERSAMPLE,
     like_threshold: float = 4.0,
+    score_fusion: bool = True,
 ) -> RecommendationList:
     """Top-``k`` items for a known user, filtered in Cypher.
 
-    A user who has no model vector yet (created through feedback after training) is served from the
-    mean of the vectors of the items they liked.
+    With a published score-level fusion (fusion checkpoint), items are ranked by the fused score of
+    the offline evaluation (``RecommendedItem.score_parts`` holds its parts); otherwise by the dot
+    product. A user who has no model vector yet (created through feedback after training) is served
+    from the mean of the vectors of the items they liked, by dot product (no statistics to fuse with).
+
+    Args:
+        score_fusion (bool, optional): ``False`` ranks by the dot product only, ignoring published
+            fusion data (the feature-level ranking; for comparisons). (default: ``True``)
 
     Raises:
         UnknownUserError: No such user in the dataset's active generation.
@@ -332,6 +450,8 @@ def recommend(
     """
     _check_k(k)
     f = validate_filters(filters)
+    if score_fusion:
+        return _recommend_fused(driver, user_id, k, f, dataset, database, oversample, like_threshold)
     params = {**_params(dataset, f, k, k, f.diversity > 0), "user_id": user_id}
     pool = k if f.diversity <= 0 else min(MAX_K * 3, k * 4)
     rows = read(driver, Q_RECOMMEND_USER, {**params, "fetch": max(k * oversample, 10), "limit": pool}, database)
@@ -344,6 +464,82 @@ def recommend(
         params.update(vec=vec, tag=tag)
     rows, searched = _run_search(driver, Q_RECOMMEND_USER, params, k, f, diag["n_items"], database, oversample)
     return _to_list(rows, dataset, k, f, user_id=user_id, searched=searched)
+
+
+def _fusion_params(row: neo4j.Record | dict[str, Any]) -> FusionParams:
+    st, w = row["st"], row["w"]
+    if st is None:
+        return FusionParams()
+    return FusionParams(w_graph=w[0], w_content=w[1], w_popularity=w[2], graph_mean=st[0], graph_std=st[1], content_mean=st[2],
+                        content_std=st[3], pop_mean=row["pop_mean"] or 0.0, pop_std=row["pop_std"] or 1.0,
+                        history_size=int(st[4]), fused=True)
+
+
+def _fused_ranking(
+    rows: list[neo4j.Record], k: int, complete: bool = False,
+) -> tuple[FusionParams, list[tuple[float, ScoreParts, Any]], bool]:
+    """Score parts and fused scores of the returned candidates (best first) and whether the top ``k`` is exact
+    (``complete``: the candidates were every eligible item, e.g. an include list)."""
+    p = _fusion_params(rows[0])
+    scored = []
+    for r in rows:
+        parts = score_parts(r["g"], r["c"], r["p"], p)
+        scored.append((fused_score(parts), parts, r))
+    scored.sort(key=lambda t: (-t[0], t[2]["id"]))
+    r0 = rows[0]
+    exhausted = complete or (r0["n_items"] is not None and r0["n"] >= r0["n_items"])
+    if len(scored) < k:
+        return p, scored, exhausted
+    bound = unseen_upper_bound(p, r0["g_min"], r0["c_min"], r0["p_min"], bool(r0["c_used"]), bool(r0["p_used"]))
+    return p, scored, exhausted or scored[k - 1][0] >= bound - 1e-9
+
+
+def _recommend_fused(
+    driver: neo4j.Driver, user_id: str, k: int, f: Filters, dataset: str, database: str, oversample: int, like_threshold: float,
+) -> RecommendationList:
+    """:func:`recommend` with score-level fusion (see the module docstring); grows the candidate sources until exact."""
+    pool = k if f.diversity <= 0 else min(MAX_K * 3, k * 4)
+    params = {**_params(dataset, f, pool, max(k * oversample, 10), f.diversity > 0), "user_id": user_id}
+    n_items: int | None = None
+    diagnosed = False
+    while True:
+        rows = read(driver, Q_RECOMMEND_FUSED, params, database)
+        if rows:
+            p, scored, exact = _fused_ranking(rows, k, complete=f.include_ids is not None)
+            n_items = rows[0]["n_items"]
+            if exact or n_items is None or params["fetch"] >= n_items:
+                return _fused_list(scored, p, dataset, k, f, user_id, int(rows[0]["n"]), exact)
+        elif not diagnosed:
+            diag = read(driver, Q_DIAGNOSE_USER, {"dataset": dataset, "user_id": user_id}, database)[0]
+            _raise_for(diag, "user", user_id, dataset)
+            diagnosed, n_items = True, diag["n_items"]
+            if not diag["vector_ok"]:
+                vec, tag = _profile_vector(driver, dataset, user_id, database, like_threshold)
+                params.update(vec=vec, tag=tag)
+                continue
+        if n_items is None or params["fetch"] >= n_items or (diagnosed and f.include_ids is not None):
+            return _fused_list([], FusionParams(), dataset, k, f, user_id, params["fetch"], True)
+        params["fetch"] = min(params["fetch"] * 4, max(n_items, 1))
+
+
+def _fused_list(
+    scored: list[tuple[float, ScoreParts, Any]], p: FusionParams, dataset: str, k: int, f: Filters, user_id: str, searched: int, exact: bool,
+) -> RecommendationList:
+    if f.diversity > 0 and len(scored) > 1:
+        vecs = np.array([r["vector"][:-1] for _, _, r in scored], dtype=np.float64)
+        order = mmr(np.array([s for s, _, _ in scored]), vecs, k, f.diversity)
+        scored = [scored[i] for i in order]
+    scored = scored[:k]
+    items = [
+        RecommendedItem(item_id=r["id"], title=r["title"], year=r["year"], genres=sorted(r["genres"] or []), score=s, rank=pos + 1,
+                        score_parts=parts if p.fused else None)
+        for pos, (s, parts, r) in enumerate(scored)
+    ]
+    version = scored[0][2]["version"] if scored else ""
+    tag = scored[0][2]["tag"] if scored else ""
+    return RecommendationList(dataset=dataset, model_version=version, model_tag=tag, user_id=user_id, items=items, candidates_searched=searched,
+                              ranking="fusion" if p.fused else "graph", exact=exact if p.fused else None,
+                              history_size=p.history_size)
 
 
 def _raise_for(diag: neo4j.Record | dict[str, Any], what: str, ident: str, dataset: str) -> None:

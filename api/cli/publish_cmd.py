@@ -73,25 +73,47 @@ def load_embeddings(checkpoint: Path, with_coldstart: bool = True) -> LoadedEmbe
                             es.item_vectors)
 
 
-def run_publish(checkpoint: Path, dataset: str, text_vectors: bool = True, quiet: bool = False) -> dict[str, Any]:
+def load_score_fusion(checkpoint: Path, emb: LoadedEmbeddings) -> Any:
+    """The serving tables of a fusion checkpoint's score-level fusion (``None`` for other checkpoints or
+    when it carries no validation-fitted weights)."""
+    if emb.coldstart is None or getattr(emb.coldstart.meta, "score_fusion", None) is None:
+        return None
+    from gnn.fusion.serving import serving_fusion_from_checkpoint
+
+    return serving_fusion_from_checkpoint(checkpoint)
+
+
+def publish_checkpoint(
+    driver: Any, checkpoint: Path, dataset: str, *, database: str, settings: Any, text_vectors: bool = True, score_fusion: bool = True,
+    progress: Any = None,
+) -> Any:
+    """Publish ``checkpoint`` through an open driver: embeddings, cold items, text vectors and, for a
+    fusion checkpoint, the score-level fusion serving tables. Returns the :class:`graph.embeddings.PublishReport`."""
+    from graph.embeddings import publish
+
+    emb = load_embeddings(checkpoint)
+    cold = emb.coldstart.item_vectors if emb.coldstart is not None else None
+    text = _text_encoder(emb, settings, checkpoint.expanduser()) if text_vectors else None
+    fusion = load_score_fusion(checkpoint.expanduser(), emb) if score_fusion and text is not None else None
+    return publish(driver, emb, dataset, database=database, checkpoint=str(checkpoint.expanduser().absolute()),
+                   cold_item_vectors=cold, text_vectors=text, score_fusion=fusion, progress=progress)
+
+
+def run_publish(checkpoint: Path, dataset: str, text_vectors: bool = True, quiet: bool = False, score_fusion: bool = True) -> dict[str, Any]:
     """Publish ``checkpoint`` into the dataset's graph (the library call behind the command)."""
     from tqdm import tqdm
 
     from api.cli.common import open_graph
     from api.settings import get_settings
-    from graph.embeddings import publish
 
     settings = get_settings()
-    emb = load_embeddings(checkpoint)
-    cold = emb.coldstart.item_vectors if emb.coldstart is not None else None
-    text = None
-    if text_vectors:
-        text = _text_encoder(emb, settings, checkpoint.expanduser())
-    total = len(emb.user_ids) + len(emb.item_ids) * (2 if text else 1)
-    with open_graph(settings) as driver, tqdm(total=total, desc="publish", unit="vec", disable=quiet) as bar:
-        report = publish(driver, emb, dataset, database=driver_db(settings), checkpoint=str(checkpoint.expanduser().absolute()),
-                         cold_item_vectors=cold, text_vectors=text, progress=bar.update)
-    return report.model_dump()
+    with open_graph(settings) as driver, tqdm(desc="publish", unit="row", disable=quiet) as bar:
+        report = publish_checkpoint(driver, checkpoint, dataset, database=driver_db(settings), settings=settings,
+                                    text_vectors=text_vectors, score_fusion=score_fusion, progress=bar.update)
+        from graph.explain import build_co_likes  # explanations' materialised co-likes of the new model (latency)
+
+        co_likes = build_co_likes(driver, dataset, tag=report.model.tag, database=driver_db(settings), progress=bar.update)
+    return {**report.model_dump(), "co_likes": co_likes.model_dump()}
 
 
 def _text_encoder(emb: LoadedEmbeddings, settings: Any, checkpoint: Path) -> Any:
@@ -148,7 +170,10 @@ def register(app: typer.Typer) -> None:
         checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="Checkpoint (LightGCN, fusion folder/fusion.pt, or .npz)."),
         latest: bool = typer.Option(False, "--latest", help="Publish the newest checkpoint under GRAPHREC_HOME/models."),
         dataset: str | None = typer.Option(None, "--dataset", help="Dataset (default: GRAPHREC_DATASET)."),
-        text_vectors: bool = typer.Option(True, "--text-vectors/--no-text-vectors", help="Store text vectors for semantic explanations."),
+        text_vectors: bool = typer.Option(True, "--text-vectors/--no-text-vectors", help="Store text vectors for semantic explanations "
+                                          "(and score fusion's content part)."),
+        score_fusion: bool = typer.Option(True, "--score-fusion/--no-score-fusion", help="Fusion checkpoints: also publish the "
+                                          "score-level fusion (graph + content + popularity) so serving ranks like the offline default."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Write embeddings + a cosine vector index into Neo4j and switch the active model atomically."""
@@ -158,7 +183,7 @@ def register(app: typer.Typer) -> None:
         if checkpoint is None and not latest:
             raise ConfigError("give --checkpoint PATH or --latest")
         path = checkpoint if checkpoint is not None else latest_checkpoint(settings.models_dir)
-        report = run_publish(path, dataset or settings.dataset, text_vectors=text_vectors, quiet=as_json)
+        report = run_publish(path, dataset or settings.dataset, text_vectors=text_vectors, quiet=as_json, score_fusion=score_fusion)
         if as_json:
             typer.echo(json.dumps(report, indent=2))
             return
@@ -168,3 +193,12 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"cold items embedded from text: {report['cold_items']}; items without a vector: {report['items_without_vector']}; "
                    f"text vectors: {report['text_vectors']}; previous model dropped: {report['previous_tag'] or '-'}; "
                    f"{report['seconds']:.1f} s")
+        sf = report.get("score_fusion")
+        if sf:
+            w = "; ".join(f"<= {b}: {ws[0]:g}/{ws[1]:g}/{ws[2]:g}" if n < len(sf["bounds"]) else f"others: {ws[0]:g}/{ws[1]:g}/{ws[2]:g}"
+                          for n, (b, ws) in enumerate(zip([*sf["bounds"], None], sf["weights"])))
+            typer.echo(f"score fusion served (graph/content/popularity by history size: {w}); {sf['users_with_stats']} user "
+                       f"statistics, {sf['profiles']} content profiles, text index {sf['text_index']}")
+        else:
+            typer.echo("score fusion: off (not a fusion checkpoint with fitted weights, --no-score-fusion or --no-text-vectors): "
+                       "serving ranks by the embeddings' dot product")
