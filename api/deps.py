@@ -119,8 +119,8 @@ class GraphState:
             self._driver = None
 
 
-def get_graph(request: Request) -> GraphState:
-    """The app's :class:`GraphState`."""
+async def get_graph(request: Request) -> GraphState:
+    """The app's :class:`GraphState` (``async``: FastAPI would run a plain function in the thread pool)."""
     state = getattr(request.app.state, "graph", None)
     if state is None:
         raise Neo4jUnavailableError("the API is starting; try again")

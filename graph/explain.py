@@ -18,23 +18,44 @@ and most recent first, at most ``max_anchors``. For every recommended item the q
 
 Each reason carries its path as nodes and relationships (with the ids needed to re-check it), a
 weight in ``[0, 1]`` and a sentence; the ``VERIFY_*`` queries below re-check a reason in the graph.
+
+**Materialised co-likes (the fast path).** Collecting the liker sets of every anchor and every item
+costs most of a request. :func:`build_co_likes` therefore writes, once per model publication, the
+item-item co-like counts as ``(:Item)-[:CO_LIKED {tag, count, weight}]->(:Item)`` (top ``top_n``
+partners of every item by the cosine weight, pairs with at least ``min_count`` co-likers) plus one
+``(:CoLiked {dataset, tag, gen, like, rels, ...})`` marker. When the marker of the active model is
+*fresh* (same generation and like threshold, and the database's INTERACTED relationship count equals
+``rels``), :func:`explain` runs :data:`Q_EXPLAIN_FAST_USER`: the collaborative anchor is the user's
+liked item (up to ``max_liked``) with the heaviest ``CO_LIKED`` relationship to the recommended item
+(a 1-hop lookup over the item's ``top_n`` outgoing ``CO_LIKED``), its count is the stored count (minus the user when they liked the item too) and the
+witnesses are read live; content and semantic reasons are chosen in Cypher, so only the chosen reasons
+travel back. Every number stays what ``VERIFY_*`` recomputes from the live graph: feedback written
+through :func:`refresh_co_likes` (the API's ``POST /v1/interactions`` calls it) recomputes the counts
+of the pairs it touches and moves ``rels`` on; any other write of INTERACTED relationships (a load,
+a feedback write that did not call it) changes the relationship count, the marker turns stale and
+:func:`explain` falls back to the live liker-set query until the next ``graphrec publish``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any, Literal
 
 import neo4j
 from pydantic import BaseModel, Field
 
-from graph.connection import read
+from graph.connection import read, write
 from graphrec.errors import InvalidArgumentError, NotFoundError, UnknownUserError
 
 ReasonKind = Literal["collaborative", "content", "semantic", "popularity"]
 
 ATTRIBUTE_RELS: dict[str, str] = {"HAS_GENRE": "Genre", "HAS_TAG": "Tag", "IN_CATEGORY": "Category", "HAS_BRAND": "Brand"}
 """Allow-list: attribute relationship type -> attribute label."""
+
+_ATTR_TYPES = "|".join(f"`{t}`" for t in ATTRIBUTE_RELS)
+"""The attribute relationship types as a Cypher type expression (from the allow-list, backtick-quoted)."""
 
 SEMANTIC_MIN_COSINE = 0.4
 SEMANTIC_BASELINE = 0.3
@@ -82,6 +103,24 @@ class Explanation(BaseModel):
     title: str | None = None
     reasons: list[Reason]
     sentence: str
+    method: Literal["materialised", "live"] = Field(
+        "live", description="How collaborative reasons were found: 'materialised' (CO_LIKED relationships of the active "
+                            "model, kept exact by feedback) or 'live' (liker sets expanded for this request).")
+
+
+class CoLikeReport(BaseModel):
+    """What :func:`build_co_likes` wrote."""
+
+    dataset: str
+    tag: str
+    like_threshold: float
+    top_n: int
+    min_count: int
+    items: int = Field(description="Items with at least one liker.")
+    likes: int = Field(description="INTERACTED relationships counted as likes.")
+    relationships: int = Field(description="CO_LIKED relationships written.")
+    removed: int = Field(0, description="CO_LIKED relationships of other publications removed.")
+    seconds: float
 
 
 _ANCHORS_USER = """
@@ -122,7 +161,7 @@ CALL (d, m, u, anchor_text) {
   RETURN collect({
     id: rec.id, title: rec.title, deg: COUNT { (rec)<-[:INTERACTED]-(:User) },
     likers: [(rec)<-[r:INTERACTED]-(v:User) WHERE (u IS NULL OR v <> u) AND (r.rating IS NULL OR r.rating >= $like) | v.id],
-    attrs: [(rec)-[a]->(x) WHERE type(a) IN $attr_rels | type(a) + ':' + x.name],
+    attrs: [(rec)-[a:__ATTR_TYPES__]->(x) | type(a) + ':' + x.name],
     sims: CASE WHEN rec_text IS NULL THEN [] ELSE [t IN anchor_text | vector.similarity.cosine(rec_text, t)] END
   }) AS recs
 }
@@ -132,14 +171,16 @@ CALL (u, anchors) {
   RETURN collect({
     id: l.id, title: l.title, rating: a.rating,
     likers: [(l)<-[r:INTERACTED]-(v:User) WHERE (u IS NULL OR v <> u) AND (r.rating IS NULL OR r.rating >= $like) | v.id],
-    attrs: [(l)-[x]->(t) WHERE type(x) IN $attr_rels | type(x) + ':' + t.name]
+    attrs: [(l)-[x:__ATTR_TYPES__]->(t) | type(x) + ':' + t.name]
   }) AS anchor_rows
 }
 RETURN coalesce(m.n_users, 0) AS n_users, recs, anchor_rows AS anchors
 """
 
-Q_EXPLAIN_USER = _ANCHORS_USER + _PER_ITEM
-Q_EXPLAIN_ITEMS = _ANCHORS_ITEMS + _PER_ITEM
+Q_EXPLAIN_USER = (_ANCHORS_USER + _PER_ITEM).replace("__ATTR_TYPES__", _ATTR_TYPES)
+Q_EXPLAIN_ITEMS = (_ANCHORS_ITEMS + _PER_ITEM).replace("__ATTR_TYPES__", _ATTR_TYPES)
+"""The live queries with every allow-listed attribute type (:func:`explain` sends them with the types
+present in the database, see :func:`attr_query`)."""
 
 
 def assemble_rows(anchors: list[dict[str, Any]], recs: list[dict[str, Any]], n_users: int, n_witnesses: int = 3) -> list[dict[str, Any]]:
@@ -183,6 +224,200 @@ def assemble_rows(anchors: list[dict[str, Any]], recs: list[dict[str, Any]], n_u
         rows.append({"id": rec["id"], "title": rec["title"], "rec_deg": rec["deg"], "n_users": n_users,
                      "collab": collab, "content": content, "semantic": semantic})
     return rows
+
+
+# --- the fast path: materialised co-likes (see the module docstring) ---
+
+CO_LIKED = "CO_LIKED"
+CO_LIKED_MARKER = "CoLiked"
+STORED_WITNESSES = 4
+"""Co-likers stored per pair (one more than shown, so the requesting user can be left out)."""
+
+_FAST_HEAD = """
+MATCH (d:Dataset {name: $dataset})
+MATCH (m:ActiveModel {dataset: $dataset})
+MATCH (cl:CoLiked {dataset: $dataset, tag: m.tag})
+WHERE cl.gen = d.gen AND cl.like = $like AND cl.rels = COUNT { ()-[:INTERACTED]->() }
+"""
+
+_FAST_ANCHORS_USER = _FAST_HEAD + """
+MATCH (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
+CALL (u) {
+  MATCH (u)-[r:INTERACTED]->(l:Item)
+  WHERE r.rating IS NULL OR r.rating >= $like
+  WITH l, r ORDER BY coalesce(r.rating, 0.0) DESC, coalesce(r.ts, 0) DESC, l.id
+  LIMIT $max_liked
+  RETURN collect(l) AS liked, collect(r.rating) AS liked_ratings
+}
+"""
+
+_FAST_ANCHORS_ITEMS = _FAST_HEAD + """
+WITH d, m, null AS u
+CALL (d) {
+  UNWIND $anchor_ids AS aid
+  MATCH (l:Item {dataset: $dataset, gen: d.gen, id: aid})
+  RETURN collect(l) AS liked
+}
+WITH d, m, u, liked, [x IN liked | null] AS liked_ratings
+"""
+
+# One row per recommended item, carrying only the chosen reasons: the collaborative anchor is the
+# liked item with the heaviest CO_LIKED relationship (1-hop), witnesses are read live (LIMIT, lazy);
+# content = best Jaccard over the first max_anchors liked items; semantic = best text cosine.
+_FAST_PER_ITEM = """
+WITH d, m, u, liked, liked_ratings, liked[0..$max_anchors] AS anchors
+WITH d, m, u, liked, liked_ratings, anchors,
+     [a IN anchors | [(a)-[x:__ATTR_TYPES__]->(t) | type(x) + ':' + t.name]] AS anchor_attrs,
+     CASE WHEN m.text_prop IS NULL THEN [] ELSE [a IN anchors | a[m.text_prop]] END AS anchor_text
+UNWIND $item_ids AS iid
+MATCH (rec:Item {dataset: $dataset, gen: d.gen, id: iid})
+WITH d, m, u, liked, liked_ratings, anchors, anchor_attrs, anchor_text, rec,
+     [(rec)-[x:__ATTR_TYPES__]->(t) | type(x) + ':' + t.name] AS rec_attrs,
+     CASE WHEN m.text_prop IS NULL THEN null ELSE rec[m.text_prop] END AS rec_text,
+     CASE WHEN u IS NOT NULL AND EXISTS { (u)-[r:INTERACTED]->(rec) WHERE r.rating IS NULL OR r.rating >= $like } THEN 1 ELSE 0 END AS self
+WITH d, m, u, liked, liked_ratings, anchors, anchor_attrs, anchor_text, rec, rec_attrs, rec_text,
+     COLLECT {
+       MATCH (rec)-[c:CO_LIKED]->(a:Item)
+       WHERE c.tag = m.tag AND a <> rec AND c.count - self > 0 AND a IN liked
+       RETURN {a: a, count: c.count - self, weight: c.weight, witnesses: c.witnesses} AS x
+       ORDER BY c.weight DESC, c.count DESC, a.id LIMIT 1
+     } AS co
+WITH d, m, u, liked, liked_ratings, anchors, anchor_attrs, anchor_text, rec, rec_attrs, rec_text, head(co) AS best
+WITH d, m, u, liked, liked_ratings, anchors, anchor_attrs, anchor_text, rec, rec_attrs, rec_text, best, best.a AS ba
+RETURN rec.id AS id, rec.title AS title, COUNT { (rec)<-[:INTERACTED]-() } AS deg,
+  CASE WHEN ba IS NULL THEN null ELSE {
+    anchor: ba.id, title: ba.title, co: best.count, weight: best.weight,
+    rating: [k IN range(0, size(liked) - 1) WHERE liked[k] = ba | liked_ratings[k]][0],
+    witnesses: [w IN best.witnesses WHERE u IS NULL OR w <> u.id][0..$n_witnesses]
+  } END AS collab,
+  COLLECT {
+    UNWIND range(0, size(anchors) - 1) AS j
+    WITH j, [x IN rec_attrs WHERE x IN anchor_attrs[j]] AS shared
+    WHERE size(shared) > 0 AND anchors[j] <> rec
+    RETURN {anchor: anchors[j].id, title: anchors[j].title, rating: liked_ratings[j], shared: shared,
+            weight: toFloat(size(shared)) / (size(rec_attrs) + size(anchor_attrs[j]) - size(shared))} AS x
+    ORDER BY x.weight DESC, coalesce(x.rating, 0.0) DESC, j LIMIT 1
+  } AS content,
+  COLLECT {
+    UNWIND range(0, size(anchor_text) - 1) AS j
+    WITH j WHERE rec_text IS NOT NULL AND anchor_text[j] IS NOT NULL AND anchors[j] <> rec
+    RETURN {anchor: anchors[j].id, title: anchors[j].title, rating: liked_ratings[j],
+            cos: 2.0 * vector.similarity.cosine(rec_text, anchor_text[j]) - 1.0} AS x
+    ORDER BY x.cos DESC, j LIMIT 1
+  } AS semantic,
+  coalesce(m.n_users, 0) AS n_users
+"""
+
+Q_EXPLAIN_FAST_USER = (_FAST_ANCHORS_USER + _FAST_PER_ITEM).replace("__ATTR_TYPES__", _ATTR_TYPES)
+Q_EXPLAIN_FAST_ITEMS = (_FAST_ANCHORS_ITEMS + _FAST_PER_ITEM).replace("__ATTR_TYPES__", _ATTR_TYPES)
+
+_TEMPLATES = {
+    ("fast", True): _FAST_ANCHORS_USER + _FAST_PER_ITEM, ("fast", False): _FAST_ANCHORS_ITEMS + _FAST_PER_ITEM,
+    ("live", True): _ANCHORS_USER + _PER_ITEM, ("live", False): _ANCHORS_ITEMS + _PER_ITEM,
+}
+_TYPES_TTL_S = 60.0
+_types_seen: dict[tuple[int, str], tuple[float, tuple[str, ...]]] = {}
+
+
+@lru_cache(maxsize=64)
+def attr_query(kind: str, for_user: bool, types: tuple[str, ...]) -> str:
+    """An explanation query whose attribute patterns name only ``types`` (allow-listed, backtick-quoted).
+
+    A typed expansion skips the item's other relationships (``CO_LIKED``, ``INTERACTED``); naming
+    only the types that exist keeps Neo4j from warning about unknown relationship types.
+    """
+    types = tuple(t for t in types if t in ATTRIBUTE_RELS)
+    q = _TEMPLATES[(kind, for_user)]
+    if not types:
+        return re.sub(r"\[\((\w+)\)-\[(\w+):__ATTR_TYPES__\]->\((\w+)\) \| [^\]]*\]", "[]", q)
+    return q.replace("__ATTR_TYPES__", "|".join(f"`{t}`" for t in types))
+
+
+def _present_attr_types(driver: neo4j.Driver, database: str) -> tuple[str, ...]:
+    """Attribute relationship types present in the database (cached for a minute per driver)."""
+    import time
+
+    key = (id(driver), database)
+    hit = _types_seen.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < _TYPES_TTL_S:
+        return hit[1]
+    rows = read(driver, "CALL db.relationshipTypes() YIELD relationshipType RETURN collect(relationshipType) AS types", {}, database)
+    types = tuple(t for t in ATTRIBUTE_RELS if rows and t in rows[0]["types"])
+    _types_seen[key] = (now, types)
+    return types
+
+Q_CO_LIKE_STATE = """
+MATCH (d:Dataset {name: $dataset})
+OPTIONAL MATCH (m:ActiveModel {dataset: $dataset})
+RETURN d.gen AS gen, m.tag AS tag, COUNT { ()-[:INTERACTED]->() } AS rels
+"""
+
+Q_LIKES = """
+MATCH (d:Dataset {name: $dataset})
+MATCH (u:User {dataset: $dataset, gen: d.gen})-[r:INTERACTED]->(i:Item)
+WHERE i.dataset = $dataset AND i.gen = d.gen AND (r.rating IS NULL OR r.rating >= $like)
+RETURN elementId(u) AS u, u.id AS uid, elementId(i) AS i
+"""
+
+Q_WRITE_CO_LIKED = """
+UNWIND $rows AS row
+MATCH (a:Item) WHERE elementId(a) = row.a
+UNWIND row.nbrs AS nb
+MATCH (b:Item) WHERE elementId(b) = nb.b
+CREATE (a)-[:CO_LIKED {tag: $tag, count: nb.count, weight: nb.weight, witnesses: nb.witnesses}]->(b)
+"""
+
+Q_DELETE_CO_LIKED = """
+MATCH (i:Item {dataset: $dataset})-[c:CO_LIKED]->()
+WHERE c.tag IN $tags
+WITH c LIMIT $batch
+DELETE c
+RETURN count(*) AS n
+"""
+
+Q_CO_LIKE_MARKER = """
+MATCH (d:Dataset {name: $dataset})
+MERGE (cl:CoLiked {dataset: $dataset, tag: $tag})
+SET cl.gen = $gen, cl.like = $like, cl.rels = $rels, cl.top_n = $top_n, cl.min_count = $min_count,
+    cl.relationships = $relationships, cl.built_at = datetime()
+WITH cl
+OPTIONAL MATCH (old:CoLiked {dataset: $dataset}) WHERE old.tag <> $tag
+WITH collect(old.tag) AS old_tags, collect(old) AS olds
+FOREACH (o IN olds | DELETE o)
+RETURN old_tags
+"""
+
+Q_MARKER_TAGS = "MATCH (cl:CoLiked {dataset: $dataset}) RETURN collect(cl.tag) AS tags"
+
+# After feedback (u, i): recompute, from the live graph, the counts of the stored pairs (i, j) whose
+# other item j the user interacted with (the only pairs whose co-liker count can have changed), and
+# move the marker's relationship count on by the relationships the write created. The marker is
+# updated first, so concurrent refreshes queue on its lock.
+Q_REFRESH_CO_LIKES = """
+MATCH (d:Dataset {name: $dataset})
+MATCH (m:ActiveModel {dataset: $dataset})
+MATCH (cl:CoLiked {dataset: $dataset, tag: m.tag})
+SET cl.rels = cl.rels + $created
+WITH d, m, cl
+MATCH (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
+MATCH (i:Item {dataset: $dataset, gen: d.gen, id: $item_id})
+CALL (u, i, m, cl) {
+  MATCH (i)-[c:CO_LIKED]-(j:Item)
+  WHERE c.tag = m.tag AND EXISTS { (u)-[:INTERACTED]->(j) }
+  WITH i, j, c,
+       COUNT { (i)<-[r1:INTERACTED]-(v:User)-[r2:INTERACTED]->(j)
+               WHERE (r1.rating IS NULL OR r1.rating >= cl.like) AND (r2.rating IS NULL OR r2.rating >= cl.like) } AS n,
+       COUNT { (i)<-[r:INTERACTED]-() WHERE r.rating IS NULL OR r.rating >= cl.like } AS li,
+       COUNT { (j)<-[r:INTERACTED]-() WHERE r.rating IS NULL OR r.rating >= cl.like } AS lj
+  SET c.count = n, c.weight = CASE WHEN li * lj > 0 THEN n / sqrt(toFloat(li * lj)) ELSE 0.0 END,
+      c.witnesses = COLLECT { MATCH (i)<-[r1:INTERACTED]-(v:User)-[r2:INTERACTED]->(j)
+                              WHERE (r1.rating IS NULL OR r1.rating >= cl.like) AND (r2.rating IS NULL OR r2.rating >= cl.like)
+                              RETURN v.id ORDER BY v.id LIMIT $n_witnesses }
+  RETURN count(c) AS updated
+}
+RETURN updated
+"""
 
 
 Q_USER_EXISTS = """
@@ -251,7 +486,7 @@ def _clause(r: Reason) -> str:
     return "it is " + r.text
 
 
-def build_reasons(row: dict[str, Any], user_id: str | None, max_reasons: int) -> Explanation:
+def build_reasons(row: dict[str, Any], user_id: str | None, max_reasons: int, method: str = "live") -> Explanation:
     """Turn one row of the explanation query into an :class:`Explanation` (pure; unit-tested)."""
     item_id, title = row["id"], row["title"]
     reasons: list[Reason] = []
@@ -330,7 +565,20 @@ def build_reasons(row: dict[str, Any], user_id: str | None, max_reasons: int) ->
         sentence = f"{title or item_id}: recommended because " + _join([_clause(r) for r in reasons]) + "."
     else:
         sentence = f"{title or item_id}: recommended by embedding similarity alone (no supporting path found)."
-    return Explanation(item_id=item_id, title=title, reasons=reasons, sentence=sentence)
+    return Explanation(item_id=item_id, title=title, reasons=reasons, sentence=sentence, method=method)
+
+
+def _fast_rows(rows: list[Any]) -> list[dict[str, Any]]:
+    """Rows of :data:`Q_EXPLAIN_FAST_USER` in the shape :func:`build_reasons` takes."""
+    out = []
+    for r in rows:
+        collab = []
+        c = r["collab"]
+        if c is not None and c["co"] and c["witnesses"]:
+            collab.append({**c, "witnesses": sorted(str(w) for w in c["witnesses"])})
+        out.append({"id": r["id"], "title": r["title"], "rec_deg": r["deg"], "n_users": r["n_users"],
+                    "collab": collab, "content": list(r["content"]), "semantic": list(r["semantic"])})
+    return out
 
 
 def explain(
@@ -342,11 +590,22 @@ def explain(
     anchor_item_ids: Sequence[str] | None = None,
     max_reasons: int = 3,
     max_anchors: int = 15,
+    max_liked: int = 200,
     like_threshold: float = 4.0,
     n_witnesses: int = 3,
+    materialised: bool = True,
     database: str = "neo4j",
 ) -> dict[str, Explanation]:
     """Explain why ``item_ids`` fit ``user_id`` (or someone who likes ``anchor_item_ids``) with ONE query.
+
+    With a fresh co-like materialisation of the active model (:func:`build_co_likes`) the fast query
+    answers; otherwise (or with ``materialised=False``) the live liker-set query does.
+
+    Args:
+        max_anchors (int, optional): Liked items compared for content and semantic reasons (and, on
+            the live path, collaborative ones). (default: ``15``)
+        max_liked (int, optional): Fast path: liked items searched for the collaborative anchor. (default: ``200``)
+        materialised (bool, optional): Use the materialised co-likes when they are fresh. (default: ``True``)
 
     Returns:
         ``item_id -> Explanation`` for every item found (unknown item ids are left out).
@@ -359,25 +618,187 @@ def explain(
         raise InvalidArgumentError("max_reasons must be in 1..4")
     if not item_ids:
         return {}
-    params: dict[str, Any] = {"dataset": dataset, "item_ids": list(item_ids), "like": like_threshold, "max_anchors": max_anchors,
-                              "attr_rels": list(ATTRIBUTE_RELS)}
+    if user_id is None and anchor_item_ids is None:
+        raise InvalidArgumentError("explain needs a user_id or anchor_item_ids")
+    params: dict[str, Any] = {"dataset": dataset, "item_ids": list(item_ids), "like": like_threshold, "max_anchors": max_anchors}
+    who: dict[str, Any] = {"user_id": user_id} if user_id is not None else {"anchor_ids": list(anchor_item_ids or [])}
+    types = _present_attr_types(driver, database)
+    if materialised:
+        fast = attr_query("fast", user_id is not None, types)
+        rows = read(driver, fast, {**params, **who, "max_liked": max_liked, "n_witnesses": n_witnesses}, database)
+        if rows:
+            return {r["id"]: build_reasons(r, user_id, max_reasons, "materialised") for r in _fast_rows(rows)}
     if user_id is not None:
-        rows = read(driver, Q_EXPLAIN_USER, {**params, "user_id": user_id}, database)
+        rows = read(driver, attr_query("live", True, types), {**params, **who}, database)
         if not rows:
             chk = read(driver, Q_USER_EXISTS, {"dataset": dataset, "user_id": user_id}, database)
             if not chk:
                 raise NotFoundError(f"dataset {dataset!r} is not loaded")
             if not chk[0]["ok"]:
                 raise UnknownUserError(f"unknown user {user_id!r} in dataset {dataset!r}")
-    elif anchor_item_ids is not None:
-        rows = read(driver, Q_EXPLAIN_ITEMS, {**params, "anchor_ids": list(anchor_item_ids)}, database)
     else:
-        raise InvalidArgumentError("explain needs a user_id or anchor_item_ids")
+        rows = read(driver, attr_query("live", False, types), {**params, **who}, database)
     if not rows:
         return {}
     row = rows[0]
     assembled = assemble_rows(row["anchors"], row["recs"], int(row["n_users"] or 0), n_witnesses)
     return {r["id"]: build_reasons(r, user_id, max_reasons) for r in assembled}
+
+
+def co_like_pairs(user_idx: Any, item_idx: Any, n_users: int, n_items: int, top_n: int = 50, min_count: int = 2) -> list[list[tuple[int, int, float]]]:
+    """Top ``top_n`` co-liked partners of every item (pure; unit-tested).
+
+    With :math:`A` the binary user x item like matrix, the co-like counts are :math:`C = A^\\top A`
+    (diagonal dropped) and the weight of a pair is the item-item cosine
+    :math:`w_{ij} = C_{ij} / \\sqrt{|L_i|\\,|L_j|}`. Pairs with fewer than ``min_count`` co-likers are
+    dropped; ties are broken by the count, then the partner index.
+
+    Args:
+        user_idx (array): User index of every like, shape ``[n_likes]``.
+        item_idx (array): Item index of every like, shape ``[n_likes]``.
+
+    Returns:
+        For every item index, a list of ``(partner index, count, weight)``, heaviest first.
+    """
+    import numpy as np
+    import scipy.sparse as sp
+
+    u = np.asarray(user_idx, dtype=np.int64)
+    i = np.asarray(item_idx, dtype=np.int64)
+    a = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=(n_users, n_items))
+    a.data[:] = 1.0  # duplicates (several relationships) count once
+    a.sum_duplicates()
+    a.data[:] = 1.0
+    c = (a.T @ a).tocsr()
+    c.setdiag(0)
+    c.eliminate_zeros()
+    likers = np.asarray(a.sum(axis=0)).ravel()
+    out: list[list[tuple[int, int, float]]] = []
+    for row in range(n_items):
+        lo, hi = c.indptr[row], c.indptr[row + 1]
+        js = c.indices[lo:hi]
+        cs = np.rint(c.data[lo:hi]).astype(np.int64)
+        keep = cs >= min_count
+        js, cs = js[keep], cs[keep]
+        if len(js) == 0:
+            out.append([])
+            continue
+        w = cs / np.sqrt(likers[row] * likers[js])
+        order = np.lexsort((js, -cs, -w))[:top_n]
+        out.append([(int(js[k]), int(cs[k]), float(min(1.0, w[k]))) for k in order])
+    return out
+
+
+def build_co_likes(
+    driver: neo4j.Driver,
+    dataset: str,
+    *,
+    tag: str | None = None,
+    like_threshold: float = 4.0,
+    top_n: int = 50,
+    min_count: int = 2,
+    batch_size: int = 200,
+    database: str = "neo4j",
+    progress: Any = None,
+) -> CoLikeReport:
+    """Materialise the item-item co-like counts of ``dataset`` for the publication ``tag`` (default: the active one).
+
+    Writes ``(:Item)-[:CO_LIKED {tag, count, weight}]->(:Item)`` for the top ``top_n`` partners of every
+    item (see :func:`co_like_pairs`) in ``UNWIND`` batches of ``batch_size`` items, then the
+    ``(:CoLiked)`` marker (which makes :func:`explain` use them), then removes the relationships and
+    markers of other publications of the dataset.
+
+    Raises:
+        NotFoundError: The dataset is not loaded.
+        ModelNotReadyError: No ``tag`` given and no model is published.
+    """
+    import time
+
+    import numpy as np
+
+    from graphrec.errors import ModelNotReadyError
+
+    t0 = time.perf_counter()
+    state = read(driver, Q_CO_LIKE_STATE, {"dataset": dataset}, database)
+    if not state:
+        raise NotFoundError(f"dataset {dataset!r} is not loaded")
+    tag = tag or state[0]["tag"]
+    if not tag:
+        raise ModelNotReadyError(f"no model is published for dataset {dataset!r}")
+    gen, rels = state[0]["gen"], state[0]["rels"]
+    likes = read(driver, Q_LIKES, {"dataset": dataset, "like": like_threshold}, database)
+    users: dict[str, int] = {}
+    items: dict[str, int] = {}
+    u_idx = [users.setdefault(r["u"], len(users)) for r in likes]
+    i_idx = [items.setdefault(r["i"], len(items)) for r in likes]
+    pairs = co_like_pairs(u_idx, i_idx, len(users), len(items), top_n=top_n, min_count=min_count)
+    eids = list(items)
+    uids: dict[int, str] = {}
+    for r, k in zip(likes, u_idx):
+        uids[k] = str(r["uid"])
+    likers_of: list[list[int]] = [[] for _ in items]
+    for uk, ik in zip(u_idx, i_idx):
+        likers_of[ik].append(uk)
+    liker_sets = [np.unique(np.asarray(x, dtype=np.int64)) for x in likers_of]
+
+    def witnesses(a: int, b: int) -> list[str]:
+        both = np.intersect1d(liker_sets[a], liker_sets[b], assume_unique=True)
+        return sorted(uids[int(x)] for x in both)[:STORED_WITNESSES]
+
+    old_tags = [t for t in read(driver, Q_MARKER_TAGS, {"dataset": dataset}, database)[0]["tags"] if t != tag]
+    _delete_co_liked(driver, dataset, [tag], database)  # a rerun for the same tag starts clean
+    rows = [{"a": eids[k], "nbrs": [{"b": eids[j], "count": c, "weight": w, "witnesses": witnesses(k, j)} for j, c, w in nb]}
+            for k, nb in enumerate(pairs) if nb]
+    written = 0
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        write(driver, Q_WRITE_CO_LIKED, {"rows": chunk, "tag": tag}, database)
+        n = sum(len(r["nbrs"]) for r in chunk)
+        written += n
+        if progress is not None:
+            progress(n)
+    write(driver, Q_CO_LIKE_MARKER, {"dataset": dataset, "tag": tag, "gen": gen, "like": like_threshold, "rels": rels, "top_n": top_n,
+                                     "min_count": min_count, "relationships": written}, database)
+    removed = _delete_co_liked(driver, dataset, old_tags, database) if old_tags else 0
+    return CoLikeReport(dataset=dataset, tag=tag, like_threshold=like_threshold, top_n=top_n, min_count=min_count, items=len(items),
+                        likes=len(likes), relationships=written, removed=removed, seconds=time.perf_counter() - t0)
+
+
+def _delete_co_liked(driver: neo4j.Driver, dataset: str, tags: list[str], database: str, batch: int = 20_000) -> int:
+    removed = 0
+    while True:
+        n = _write_rows(driver, Q_DELETE_CO_LIKED, {"dataset": dataset, "tags": tags, "batch": batch}, database)[0]["n"]
+        removed += n
+        if n < batch:
+            return removed
+
+
+def _write_rows(driver: neo4j.Driver, query: str, params: dict[str, Any], database: str) -> list[Any]:
+    from neo4j import RoutingControl
+    from neo4j import exceptions as neo4j_exc
+
+    from graph.connection import translate_error
+
+    try:
+        records, _, _ = driver.execute_query(query, params, database_=database, routing_=RoutingControl.WRITE)
+    except (neo4j_exc.Neo4jError, neo4j_exc.DriverError, OSError) as e:
+        raise translate_error(e) from e
+    return records
+
+
+def refresh_co_likes(driver: neo4j.Driver, dataset: str, user_id: str, item_id: str, *, created: bool, database: str = "neo4j") -> int | None:
+    """Keep the materialised co-likes exact after feedback ``(user_id)-[:INTERACTED]->(item_id)``.
+
+    Call it after the feedback write committed (``created``: the write created a relationship).
+    Recomputes, from the live graph, every stored pair of ``item_id`` whose partner the user
+    interacted with, and moves the marker's relationship count on.
+
+    Returns:
+        The number of pairs recomputed, or ``None`` when the active model has no materialisation.
+    """
+    rows = _write_rows(driver, Q_REFRESH_CO_LIKES, {"dataset": dataset, "user_id": user_id, "item_id": item_id,
+                                                    "created": 1 if created else 0, "n_witnesses": STORED_WITNESSES}, database)
+    return int(rows[0]["updated"]) if rows else None
 
 
 def verify_reason(

@@ -94,9 +94,9 @@ def register_bench(bench_app: typer.Typer) -> None:
         """p50/p95/p99 + throughput of GET /v1/users/{id}/recommendations?explain=true vs the raw Cypher."""
         import httpx
 
-        from api.cli.common import connection_info, open_graph
+        from api.cli.common import connection_info
         from api.settings import get_settings
-        from graph.connection import read
+        from graph.connection import open_driver, read
         from graph.embeddings import require_active_model
         from graph.explain import explain
         from graph.recommend import Filters, recommend
@@ -105,7 +105,10 @@ def register_bench(bench_app: typer.Typer) -> None:
         ds = dataset or settings.dataset
         levels = [int(c) for c in concurrency.split(",") if c.strip()]
         info = connection_info(settings)
-        with open_graph(settings) as driver:
+        # the API's driver options (notifications off: logging them would cost the load generator CPU)
+        from api.deps import SERVING_DRIVER_OPTIONS
+
+        with open_driver(info, verify=True, **SERVING_DRIVER_OPTIONS) as driver:
             model = require_active_model(driver, ds, info.database)
             rows = read(driver, f"MATCH (d:Dataset {{name: $ds}}) MATCH (u:User {{dataset: $ds, gen: d.gen}}) "
                                 f"WHERE u.`{model.user_prop}` IS NOT NULL RETURN u.id AS id", {"ds": ds}, info.database)
@@ -138,6 +141,12 @@ def register_bench(bench_app: typer.Typer) -> None:
                         if r.status_code != 200:
                             raise RuntimeError(r.text)
 
+                    methods: dict[str, int] = {}
+                    for u in sample[: min(20, len(sample))]:  # untimed: which explanation path answered
+                        for item in client.get(f"/v1/users/{u}/recommendations", params={"k": k, "explain": "true"}).json().get("items", []):
+                            m = (item.get("explanation") or {}).get("method", "none")
+                            methods[m] = methods.get(m, 0) + 1
+                    results["explain_methods"] = methods
                     for c in levels:
                         results["levels"][str(c)] = {
                             "api_explain": run_load(api_call, requests, c),
@@ -151,6 +160,8 @@ def register_bench(bench_app: typer.Typer) -> None:
             return
         typer.echo(f"bench serve: dataset {ds}, model {model.version}, k={k}, {requests} requests per level, "
                    f"{len(sample)} users, {os.cpu_count()} CPUs shared with Neo4j and the load generator")
+        typer.echo("explanations answered by: " + ", ".join(f"{m} ({n} items)" for m, n in sorted(results["explain_methods"].items()))
+                   + "  (materialised = CO_LIKED of the active model, see `graphrec publish`; live = liker sets per request; no cache)")
         header = f"{'conc':>4} {'what':<28} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}"
         typer.echo(header)
         for c, lvl in results["levels"].items():

@@ -38,7 +38,7 @@ def with_explanations(graph: GraphDep, recs: RecommendationList, explain_it: boo
 
 @router.get("/{user_id}/recommendations", response_model=RecommendationsOut, responses=ERRORS,
             summary="Top-k recommendations for a user, optionally explained")
-def get_recommendations(
+async def get_recommendations(
     graph: GraphDep,
     user_id: UserId,
     k: Annotated[int, Query(ge=1, le=100, description="How many items.")] = 10,
@@ -52,11 +52,19 @@ def get_recommendations(
     explain_: Annotated[bool, Query(alias="explain", description="Attach explanations (graph paths + weights).")] = False,
     reasons: Annotated[int, Query(ge=1, le=4, description="Reasons per item when explaining.")] = 3,
 ) -> RecommendationsOut:
-    """Vector search with the user's embedding, then Cypher filters; explanations come from one more query."""
+    """Vector search with the user's embedding, then Cypher filters; explanations come from one more query.
+
+    ``async`` with the blocking driver work in ONE worker-thread hop (a sync route would also run its
+    dependency and the response validation in the thread pool: three hops per request).
+    """
     filters = validate_filters(dict(exclude_seen=exclude_seen, genres=genre, year_min=year_min, year_max=year_max, include_ids=include,
                                     exclude_ids=exclude or [], diversity=diversity))
-    recs = recommend(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database)
-    return with_explanations(graph, recs, explain_, reasons, user_id=user_id)
+
+    def work() -> RecommendationsOut:
+        recs = recommend(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database)
+        return with_explanations(graph, recs, explain_, reasons, user_id=user_id)
+
+    return await run_in_threadpool(work)
 
 
 @router.get("/{user_id}/recommendations/{item_id}/explanation.png", response_class=Response, responses={
