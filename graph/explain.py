@@ -243,11 +243,11 @@ WHERE cl.gen = d.gen AND cl.like = $like AND cl.rels = COUNT { ()-[:INTERACTED]-
 _FAST_ANCHORS_USER = _FAST_HEAD + """
 MATCH (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
 CALL (u) {
-  MATCH (u)-[r:INTERACTED]->(l:Item)
-  WHERE r.rating IS NULL OR r.rating >= $like
-  WITH l, r ORDER BY coalesce(r.rating, 0.0) DESC, coalesce(r.ts, 0) DESC, l.id
+  MATCH (u)-[r:INTERACTED]->(l)
+  WITH l, r, r.rating AS rating WHERE rating IS NULL OR rating >= $like
+  WITH l, rating ORDER BY coalesce(rating, 0.0) DESC, coalesce(r.ts, 0) DESC, elementId(l)
   LIMIT $max_liked
-  RETURN collect(l) AS liked, collect(r.rating) AS liked_ratings
+  RETURN collect(l) AS liked, collect(rating) AS liked_ratings
 }
 """
 
