@@ -162,13 +162,17 @@ i.dataset = $dataset AND i.gen = d.gen
 
 # Score-level fusion (graph + content + popularity), in ONE query with the pointer read. A model
 # without fusion data (or a user without statistics) falls back to weights (1, 0, 0) and mean 0 /
-# std 1: the plain dot-product ranking. Candidate sources: the embedding index (always), the text
-# index with the user's content profile (content weight > 0), and the first $fetch items of the
-# popularity list that pass the filters (popularity weight > 0; the list is sorted, so every other
-# eligible item is at most as popular as the last one taken; those are not filtered twice). Each source returns its lowest score
-# for the threshold-algorithm bound. With an include list, its items are the candidates (exact at
-# once) and no source is searched. Index scores are reused; a vector is read only for candidates
-# a source did not score, and the content cosine only when it has a weight (else for the k rows).
+# std 1: the plain dot-product ranking. Candidate sources, each returning its lowest score for the
+# threshold-algorithm bound:
+#   - the embedding index (always; $fetch + the user's seen items),
+#   - the text index with the user's content profile (content weight > 0; $fetch + at most $fetch
+#     seen items, since 384-d searches are the costly part),
+#   - the first $fetch items of the popularity list that pass the filters (popularity weight > 0; the
+#     list is sorted, so every other eligible item is at most as popular as the last one taken;
+#     those items are not filtered twice).
+# With an include list, its items are the candidates (exact at once) and no source is searched.
+# Index scores are reused; a vector is read only for candidates a source did not score, and the
+# content cosine only when it has a weight (otherwise for the returned rows).
 Q_RECOMMEND_FUSED = """
 MATCH (d:Dataset {name: $dataset})
 MATCH (m:ActiveModel {dataset: $dataset})
@@ -178,20 +182,20 @@ WITH d, m, u, coalesce($vec, u[m.user_prop]) AS uvec,
 WHERE uvec IS NOT NULL AND ($tag IS NULL OR m.tag = $tag)
 WITH d, m, u, uvec, st,
      CASE WHEN st IS NULL THEN 0 ELSE 3 * size([x IN m.fusion_bounds WHERE x < st[4]]) END AS b,
-     $fetch + CASE WHEN $exclude_seen THEN COUNT { (u)-[:INTERACTED]->() } ELSE 0 END AS n,
+     CASE WHEN $exclude_seen THEN COUNT { (u)-[:INTERACTED]->() } ELSE 0 END AS seen_n,
      sqrt(reduce(s = 0.0, x IN uvec | s + x * x)) AS unorm
-WITH d, m, u, uvec, st, n, unorm,
+WITH d, m, u, uvec, st, $fetch + seen_n AS n, $fetch + CASE WHEN seen_n < $fetch THEN seen_n ELSE $fetch END AS n_text, unorm,
      CASE WHEN st IS NULL THEN [1.0, 0.0, 0.0] ELSE m.fusion_weights[b..b + 3] END AS w
-WITH d, m, u, uvec, st, n, unorm, w,
+WITH d, m, u, uvec, st, n, n_text, unorm, w,
      CASE WHEN w[1] > 0 AND m.profile_prop IS NOT NULL AND m.text_prop IS NOT NULL THEN u[m.profile_prop] END AS prof
 CALL (m, uvec, n) {
   WITH m, uvec, n WHERE $include_ids IS NULL
   CALL db.index.vector.queryNodes(m.item_index, n, uvec) YIELD node, score
   RETURN collect({i: node, g: score}) AS g_hits, min(score) AS g_min
 }
-CALL (m, prof, w, n) {
-  WITH m, prof, w, n WHERE $include_ids IS NULL AND w[1] > 0 AND prof IS NOT NULL AND m.text_index IS NOT NULL
-  CALL db.index.vector.queryNodes(m.text_index, n, prof) YIELD node, score
+CALL (m, prof, w, n_text) {
+  WITH m, prof, w, n_text WHERE $include_ids IS NULL AND w[1] > 0 AND prof IS NOT NULL AND m.text_index IS NOT NULL
+  CALL db.index.vector.queryNodes(m.text_index, n_text, prof) YIELD node, score
   RETURN collect({i: node, c: score}) AS c_hits, min(score) AS c_min, count(node) > 0 AS c_used
 }
 CALL (d, m, u, w) {
