@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +93,40 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
+class ObserveMetrics:
+    """ASGI middleware: request count and latency per route and status into :class:`Metrics`.
+
+    Plain ASGI rather than ``@app.middleware("http")`` (Starlette's ``BaseHTTPMiddleware``), which
+    cost ~1 ms of CPU per request (measured with ``graphrec serve``, explained recommendations).
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            if scope["path"].startswith(API_PREFIX + "/") and not path.startswith(API_PREFIX + "/"):
+                path = API_PREFIX + path  # routes of included routers report their path without the prefix
+            self.metrics.requests.labels(scope["method"], path, str(status)).inc()
+            self.metrics.latency.labels(scope["method"], path).observe(time.perf_counter() - t0)
+
+
 class Metrics:
     """Prometheus metrics of one app (its own registry, so several apps can live in one process)."""
 
@@ -162,17 +196,7 @@ def create_app(settings: Settings | None = None, connection_info: ConnectionInfo
 
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        if request.url.path.startswith(API_PREFIX + "/") and not path.startswith(API_PREFIX + "/"):
-            path = API_PREFIX + path  # routes of included routers report their path without the prefix
-        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, path).observe(time.perf_counter() - t0)
-        return response
+    app.add_middleware(ObserveMetrics, metrics=metrics)
 
     @app.exception_handler(GraphrecError)
     async def graphrec_error(request: Request, e: GraphrecError) -> JSONResponse:
