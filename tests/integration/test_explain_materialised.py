@@ -86,6 +86,17 @@ def test_fast_path_answers_and_every_reason_rechecks(toy: dict[str, Any]) -> Non
     assert {"collaborative", "content", "popularity", "semantic"} <= kinds
 
 
+def test_fast_path_for_cold_start_anchors(toy: dict[str, Any]) -> None:
+    d, db = toy["driver"], toy["db"]
+    pairs = _stored_pairs(toy)
+    anchor, item = pairs[0]["b"], pairs[0]["a"]
+    exps = explain(d, [item], dataset=DS, anchor_item_ids=[anchor], max_reasons=4, database=db)
+    assert exps[item].method == "materialised"
+    collab = [r for r in exps[item].reasons if r.kind == "collaborative"]
+    assert collab and collab[0].anchor_item_id == anchor and collab[0].count == pairs[0]["count"]
+    assert set(collab[0].witnesses) <= set(pairs[0]["witnesses"])
+
+
 def test_user_who_liked_the_item_is_not_counted(toy: dict[str, Any]) -> None:
     # exclude_seen=false: items the user liked come back; the stored count includes the user, the reason must not
     for user in USERS[:3]:

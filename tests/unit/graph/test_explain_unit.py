@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from graph.explain import _fast_rows, build_reasons, co_like_pairs
+from graph.explain import ATTRIBUTE_RELS, _fast_rows, attr_query, build_reasons, co_like_pairs
 
 
 def _random_likes(n_users: int, n_items: int, p: float, seed: int) -> tuple[list[int], list[int]]:
@@ -83,3 +83,15 @@ def test_fast_rows_drop_collaborative_without_count_or_witness(collab: object) -
     assert row["collab"] == []
     exp = build_reasons(row, "u1", 3, "materialised")
     assert [r.kind for r in exp.reasons] == ["popularity"]
+
+
+@pytest.mark.parametrize("kind", ["fast", "live"])
+@pytest.mark.parametrize("for_user", [True, False])
+def test_attr_query_names_only_present_allow_listed_types(kind: str, for_user: bool) -> None:
+    q = attr_query(kind, for_user, ("HAS_GENRE", "NOT_ALLOWED"))
+    assert "__ATTR_TYPES__" not in q and "`HAS_GENRE`" in q
+    assert "NOT_ALLOWED" not in q and "HAS_BRAND" not in q
+    empty = attr_query(kind, for_user, ())
+    assert "__ATTR_TYPES__" not in empty and "HAS_GENRE" not in empty
+    everything = attr_query(kind, for_user, tuple(ATTRIBUTE_RELS))
+    assert all(f"`{t}`" in everything for t in ATTRIBUTE_RELS)
