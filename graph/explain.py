@@ -391,7 +391,9 @@ RETURN old_tags
 Q_MARKER_TAGS = "MATCH (cl:CoLiked {dataset: $dataset}) RETURN collect(cl.tag) AS tags"
 
 # After feedback (u, i): recompute, from the live graph, the counts of the stored pairs (i, j) whose
-# other item j the user interacted with (the only pairs whose co-liker count can have changed), and
+# other item j the user likes (the only pairs whose co-liker count can have changed: u counts for
+# (i, j) only if u likes j; the weights of i's other pairs drift with |likers(i)| until the next
+# publish, they only rank anchors), and
 # move the marker's relationship count on by the relationships the write created. The marker is
 # updated first, so concurrent refreshes queue on its lock.
 Q_REFRESH_CO_LIKES = """
@@ -404,7 +406,7 @@ MATCH (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
 MATCH (i:Item {dataset: $dataset, gen: d.gen, id: $item_id})
 CALL (u, i, m, cl) {
   MATCH (i)-[c:CO_LIKED]-(j:Item)
-  WHERE c.tag = m.tag AND EXISTS { (u)-[:INTERACTED]->(j) }
+  WHERE c.tag = m.tag AND EXISTS { (u)-[r:INTERACTED]->(j) WHERE r.rating IS NULL OR r.rating >= cl.like }
   WITH i, j, c,
        COUNT { (i)<-[r1:INTERACTED]-(v:User)-[r2:INTERACTED]->(j)
                WHERE (r1.rating IS NULL OR r1.rating >= cl.like) AND (r2.rating IS NULL OR r2.rating >= cl.like) } AS n,
@@ -413,7 +415,7 @@ CALL (u, i, m, cl) {
   SET c.count = n, c.weight = CASE WHEN li * lj > 0 THEN n / sqrt(toFloat(li * lj)) ELSE 0.0 END,
       c.witnesses = COLLECT { MATCH (i)<-[r1:INTERACTED]-(v:User)-[r2:INTERACTED]->(j)
                               WHERE (r1.rating IS NULL OR r1.rating >= cl.like) AND (r2.rating IS NULL OR r2.rating >= cl.like)
-                              RETURN v.id ORDER BY v.id LIMIT $n_witnesses }
+                              RETURN v.id LIMIT $n_witnesses }
   RETURN count(c) AS updated
 }
 RETURN updated
@@ -790,8 +792,8 @@ def refresh_co_likes(driver: neo4j.Driver, dataset: str, user_id: str, item_id: 
     """Keep the materialised co-likes exact after feedback ``(user_id)-[:INTERACTED]->(item_id)``.
 
     Call it after the feedback write committed (``created``: the write created a relationship).
-    Recomputes, from the live graph, every stored pair of ``item_id`` whose partner the user
-    interacted with, and moves the marker's relationship count on.
+    Recomputes, from the live graph, the count, weight and witnesses of every stored pair of
+    ``item_id`` whose partner the user likes, and moves the marker's relationship count on.
 
     Returns:
         The number of pairs recomputed, or ``None`` when the active model has no materialisation.
