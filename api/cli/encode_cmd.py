@@ -21,12 +21,13 @@ def _load_snapshot(snapshot: Optional[Path], dataset: str, path: Optional[Path])
     return load_bench_snapshot(dataset, path, SplitSpec(name="per_user_temporal", params={"test_fraction": 0.2, "val_fraction": 0.1}), 0)
 
 
-def _encoder_config(settings, text_model, device, batch_size, max_length):  # noqa: ANN001, ANN202
+def _encoder_config(settings, text_model, device, batch_size, max_length, precision=None, workers=None):  # noqa: ANN001, ANN202
     from gnn.text.encoder import EncoderConfig
 
     return EncoderConfig(
         model=text_model or settings.text_model, hf_hub=settings.hf_hub, device=device or settings.device,
-        batch_size=batch_size, max_length=max_length,
+        batch_size=batch_size, max_length=max_length, precision=precision or settings.text_precision,
+        cpu_workers=workers,
     )
 
 
@@ -59,6 +60,10 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(128, "--batch-size"),
         max_length: int = typer.Option(128, "--max-length", help="Token limit per text."),
         device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default: GRAPHREC_DEVICE)."),
+        precision: Optional[str] = typer.Option(
+            None, "--precision", help="auto, fp32, int8 (CPU) or fp16 (CUDA) (default: GRAPHREC_TEXT_PRECISION, auto = int8 on a CPU with VNNI)."
+        ),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1, help="CPU: batches encoded at once, one thread each (default: one per torch thread)."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Encode everything; do not read or write the cache."),
         out: Optional[Path] = typer.Option(None, "--out", help="Write ids and vectors to this .npz file."),
         limit: Optional[int] = typer.Option(None, "--limit", help="Encode only the first N items (quick throughput check)."),
@@ -72,7 +77,9 @@ def register(app: typer.Typer) -> None:
         from gnn.text.recipe import build_item_texts
 
         settings = get_settings()
-        encoder = TextEncoder(_encoder_config(settings, text_model, device, batch_size, max_length))
+        if precision is not None and precision not in ("auto", "fp32", "int8", "fp16"):
+            raise InvalidArgumentError(f"--precision must be auto, fp32, int8 or fp16, not {precision!r}")
+        encoder = TextEncoder(_encoder_config(settings, text_model, device, batch_size, max_length, precision, workers))
         if text:
             ids, texts = [str(i) for i in range(len(text))], list(text)
         else:
@@ -87,7 +94,7 @@ def register(app: typer.Typer) -> None:
             np.savez(out, ids=np.asarray(ids, dtype=str), vectors=vectors)
         tps = f"{stats.texts_per_s:.0f} texts/s" if stats.texts_per_s else "model not loaded (all cache hits)"
         typer.echo(
-            f"encoded {stats.texts} texts with {stats.model}: {stats.cache_hits} cache hits, {stats.encoded} encoded, "
+            f"encoded {stats.texts} texts with {stats.model} ({encoder.precision}): {stats.cache_hits} cache hits, {stats.encoded} encoded, "
             f"{stats.seconds:.1f}s, throughput {tps}; dim {vectors.shape[1] if len(vectors) else encoder.dim}"
         )
         if out is not None:

@@ -33,7 +33,7 @@ import torch
 from pydantic import BaseModel, Field
 from torch import Tensor
 
-from graphrec.errors import InvalidArgumentError, ModelError, UnknownItemError
+from graphrec.errors import InvalidArgumentError, ModelError, TextModelError, UnknownItemError
 from gnn.fusion.scores import ScoreFusion
 from gnn.text.encoder import EncoderConfig, TextEncoder
 from gnn.text.recipe import TextRecipe, build_text
@@ -175,6 +175,21 @@ def save_fusion_checkpoint(
     return d / CHECKPOINT_FILE
 
 
+def _encoder_like_training(meta: FusionCheckpoint) -> TextEncoder:
+    """The checkpoint's encoder; with ``precision="auto"`` the precision whose identity matches the one
+    the model was trained with (a checkpoint from before the CPU int8 default keeps fp32)."""
+    encoder = TextEncoder(meta.encoder)
+    if meta.encoder.precision == "auto" and encoder.identity != meta.encoder_identity:
+        for precision in ("fp32", "int8", "fp16"):
+            try:
+                alt = TextEncoder(meta.encoder.model_copy(update={"precision": precision}))
+                if alt.identity == meta.encoder_identity:
+                    return alt
+            except TextModelError:
+                continue
+    return encoder
+
+
 class ColdStart:
     """Cold-start inference for serving: new item vectors and history-less user vectors.
 
@@ -203,7 +218,7 @@ class ColdStart:
         self.head = head.eval()
         self.user_embeddings = np.asarray(user_embeddings, dtype=np.float32)
         self.item_embeddings = np.asarray(item_embeddings, dtype=np.float32)
-        self.encoder = encoder or TextEncoder(meta.encoder)
+        self.encoder = encoder or _encoder_like_training(meta)
         if encoder is not None and encoder.identity != meta.encoder_identity:
             raise ModelError(f"encoder {encoder.identity} differs from the model's {meta.encoder_identity}")
         self.cache_dir = cache_dir

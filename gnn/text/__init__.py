@@ -4,7 +4,7 @@ Nothing heavy is imported here; the encoder loads ``transformers`` lazily on fir
 """
 
 from gnn.text.recipe import TextRecipe, build_item_texts, build_text
-from gnn.text.encoder import EncoderConfig, TextEncoder, resolve_text_model
+from gnn.text.encoder import EncoderConfig, TextEncoder, resolve_precision, resolve_text_model
 from gnn.text.cache import EncodeStats, TextCache, encode_with_cache, text_hash
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "build_item_texts",
     "build_text",
     "encode_with_cache",
+    "resolve_precision",
     "resolve_text_model",
     "text_hash",
 ]

@@ -45,6 +45,18 @@ class EncoderConfig(BaseModel):
     max_length: int = Field(128, gt=0, description="Token limit per text (longer texts are truncated).")
     sort_by_length: bool = Field(True, description="Batch texts of similar length together (less padding, faster).")
     num_threads: int | None = Field(None, description="torch CPU threads while encoding; None leaves torch's default.")
+    precision: Literal["auto", "fp32", "int8", "fp16"] = Field(
+        "auto",
+        description="Weights/arithmetic of the encoder. auto: int8 on a CPU with VNNI (dynamic int8 linear layers, "
+        "~1.7x faster, cosine to fp32 >= 0.98), fp32 on CUDA and elsewhere. int8 is CPU-only, fp16 CUDA-only. "
+        "Part of the cache key, so vectors of different precisions never mix.",
+    )
+    cpu_workers: int | None = Field(
+        None,
+        ge=1,
+        description="On the CPU, encode this many batches at once, each with one torch thread (inter-op "
+        "parallelism: no per-op thread barriers). None: one per torch thread; 1: one batch at a time on all threads.",
+    )
 
 
 def default_model_path() -> Path:
@@ -123,6 +135,33 @@ def _select_device(device: str) -> str:
     return device
 
 
+def resolve_precision(precision: str, device: str) -> str:
+    """Resolve ``EncoderConfig.precision`` for a device.
+
+    Args:
+        precision: ``auto``, ``fp32``, ``int8`` or ``fp16``.
+        device: ``cpu`` or ``cuda``.
+
+    Returns:
+        ``fp32``, ``int8`` or ``fp16``.
+
+    Raises:
+        TextModelError: A precision the device cannot run.
+    """
+    from gnn.text.quant import int8_recommended, int8_supported
+
+    if precision == "auto":
+        return "int8" if device == "cpu" and int8_recommended() else "fp32"
+    if precision == "int8":
+        if device != "cpu":
+            raise TextModelError("text precision int8 runs on the CPU only (use fp32 or fp16 on cuda)")
+        if not int8_supported():
+            raise TextModelError("text precision int8 is not supported by this torch build (no x86/fbgemm int8 kernels)")
+    if precision == "fp16" and device != "cuda":
+        raise TextModelError("text precision fp16 needs a CUDA device (use fp32 or int8 on the CPU)")
+    return precision
+
+
 class TextEncoder:
     r"""Sentence encoder over any BERT-family model (mean pooling + L2 normalisation).
 
@@ -147,22 +186,41 @@ class TextEncoder:
         self._tokenizer: Any = None
         self._model: Any = None
         self._device: str | None = None
+        self._precision: str | None = None
         self.forward_calls = 0  # number of model forward passes (tests count them)
         self.last_throughput: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> "TextEncoder":
-        """Build from :class:`api.settings.Settings` (``text_model``, ``hf_hub``, ``device``)."""
-        cfg = {"model": settings.text_model, "hf_hub": settings.hf_hub, "device": settings.device}
+        """Build from :class:`api.settings.Settings` (``text_model``, ``hf_hub``, ``device``, ``text_precision``)."""
+        cfg = {"model": settings.text_model, "hf_hub": settings.hf_hub, "device": settings.device,
+               "precision": getattr(settings, "text_precision", "auto")}
         cfg.update({k: v for k, v in overrides.items() if v is not None})
         return cls(EncoderConfig(**cfg))
 
     @property
+    def precision(self) -> str:
+        """The precision actually used: ``fp32``, ``int8`` or ``fp16`` (``auto`` resolved for the device).
+
+        Raises:
+            TextModelError: int8 asked for on CUDA or where the kernels are missing, fp16 on the CPU.
+        """
+        if self._precision is None:
+            self._precision = resolve_precision(self.config.precision, _select_device(self.config.device))
+        return self._precision
+
+    @property
     def identity(self) -> str:
-        """Model identity string (cache key), computed without loading the model."""
+        """Model identity string (cache key), computed without loading the model.
+
+        ``<model>-L<max_length>`` for float32 (unchanged from earlier versions, so existing caches stay
+        valid) and ``<model>-L<max_length>-<precision>`` otherwise: an int8 vector is never served
+        as a float32 one, or the other way round.
+        """
         if self._identity is None:
             self._identity = model_identity(self.source, self.is_local)
-        return f"{self._identity}-L{self.config.max_length}"
+        suffix = "" if self.precision == "fp32" else f"-{self.precision}"
+        return f"{self._identity}-L{self.config.max_length}{suffix}"
 
     @property
     def loaded(self) -> bool:
@@ -205,13 +263,24 @@ class TextEncoder:
             kwargs = {"local_files_only": not self.config.hf_hub}
             self._tokenizer = AutoTokenizer.from_pretrained(self.source, **kwargs)
             model = AutoModel.from_pretrained(self.source, **kwargs)
+            if getattr(model, "pooler", None) is not None:  # BERT's [CLS] pooler: unused by mean pooling
+                model.pooler = None
         except TextModelError:
             raise
         except Exception as e:  # transformers raises OSError, ValueError, HF errors...
             raise TextModelError(f"cannot load text model {self.source!r}: {e}") from e
         self._device = _select_device(self.config.device)
-        self._model = model.to(self._device).eval()
-        log.info("loaded text model %s on %s in %.1fs", self.source, self._device, time.perf_counter() - t0)
+        precision = self.precision
+        model = model.to(self._device).eval()
+        if precision == "int8":
+            from gnn.text.quant import quantize_linears
+
+            n = quantize_linears(model)
+            log.info("quantised %d linear layers of %s to int8", n, self.source)
+        elif precision == "fp16":
+            model = model.half()
+        self._model = model
+        log.info("loaded text model %s on %s (%s) in %.1fs", self.source, self._device, precision, time.perf_counter() - t0)
 
     def encode(self, texts: list[str], progress: bool = False, desc: str = "encode") -> np.ndarray:
         """Encode texts into unit vectors.
@@ -231,28 +300,40 @@ class TextEncoder:
         from tqdm.auto import tqdm
 
         cfg = self.config
-        old_threads = torch.get_num_threads()
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
         order = np.argsort([-len(t) for t in texts], kind="stable") if cfg.sort_by_length else np.arange(len(texts))
+        batches = [order[s : s + cfg.batch_size] for s in range(0, len(texts), cfg.batch_size)]
         out = np.empty((len(texts), self.dim), dtype=np.float32)
+        old_threads = torch.get_num_threads()
+        threads = cfg.num_threads or old_threads
+        workers = 1 if self._device != "cpu" else min(cfg.cpu_workers or threads, len(batches))
+
+        def run(idx: np.ndarray) -> int:
+            with torch.inference_mode():
+                batch = self._tokenizer(
+                    [texts[i] for i in idx], padding=True, truncation=True, max_length=cfg.max_length, return_tensors="pt"
+                ).to(self._device)
+                hidden = self._model(**batch).last_hidden_state.float()
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+                out[idx] = pooled.cpu().numpy()
+            return len(idx)
+
         t0 = time.perf_counter()
+        torch.set_num_threads(1 if workers > 1 else threads)
         try:
-            with torch.inference_mode(), tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar:
-                for start in range(0, len(texts), cfg.batch_size):
-                    idx = order[start : start + cfg.batch_size]
-                    batch = self._tokenizer(
-                        [texts[i] for i in idx], padding=True, truncation=True, max_length=cfg.max_length, return_tensors="pt"
-                    ).to(self._device)
-                    hidden = self._model(**batch).last_hidden_state
-                    self.forward_calls += 1
-                    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                    pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-                    out[idx] = pooled.float().cpu().numpy()
-                    bar.update(len(idx))
+            with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar:
+                if workers > 1:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    with ThreadPoolExecutor(workers, thread_name_prefix="encode") as pool:
+                        for n in pool.map(run, batches):
+                            bar.update(n)
+                else:
+                    for idx in batches:
+                        bar.update(run(idx))
         finally:
-            if cfg.num_threads:
-                torch.set_num_threads(old_threads)
+            torch.set_num_threads(old_threads)
+        self.forward_calls += len(batches)
         self.last_throughput = len(texts) / max(time.perf_counter() - t0, 1e-9)
         return out

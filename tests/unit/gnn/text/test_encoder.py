@@ -43,11 +43,96 @@ def test_similarity_ordering_on_fixed_sentences(encoder: TextEncoder) -> None:
     assert anchor @ close > anchor @ far + 0.1
 
 
-def test_sorting_by_length_keeps_input_order(encoder: TextEncoder) -> None:
+@pytest.fixture(scope="module")
+def fp32_encoder() -> TextEncoder:
+    return TextEncoder(EncoderConfig(device="cpu", batch_size=8, precision="fp32"))
+
+
+def test_sorting_by_length_keeps_input_order(fp32_encoder: TextEncoder) -> None:
     texts = ["short", "a much much longer sentence about many different things", "mid length text"]
-    sorted_v = encoder.encode(texts)
-    one_by_one = np.stack([encoder.encode([t])[0] for t in texts])
+    sorted_v = fp32_encoder.encode(texts)
+    one_by_one = np.stack([fp32_encoder.encode([t])[0] for t in texts])
     np.testing.assert_allclose(sorted_v, one_by_one, atol=1e-5)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_concurrent_cpu_workers_match_one_batch_at_a_time(fp32_encoder: TextEncoder, workers: int) -> None:
+    texts = [f"movie number {i} about {'space ' * (i % 7)}and friends" for i in range(37)]
+    ref = fp32_encoder.encode(texts)
+    enc = TextEncoder(EncoderConfig(device="cpu", batch_size=5, precision="fp32", cpu_workers=workers))
+    calls_before = enc.forward_calls
+    np.testing.assert_allclose(enc.encode(texts), ref, atol=1e-5)
+    assert enc.forward_calls - calls_before == 8  # ceil(37 / 5) batches
+
+
+FIXED = [
+    "An astronaut travels through a wormhole to save humanity.",
+    "A space crew journeys to distant planets in a spaceship.",
+    "A romantic comedy about a wedding planner in Paris.",
+    "Toy Story (1995). Genres: Adventure, Animation, Children, Comedy, Fantasy. Tags: pixar, fun.",
+    "Heat (1995). Genres: Action, Crime, Thriller.",
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def int8_encoder() -> TextEncoder:
+    from gnn.text.quant import int8_supported
+
+    if not int8_supported():  # pragma: no cover - x86 torch builds have the fbgemm kernels
+        pytest.skip("this torch build has no int8 quantised linear kernels")
+    return TextEncoder(EncoderConfig(device="cpu", batch_size=8, precision="int8"))
+
+
+def test_int8_is_close_to_fp32_on_fixed_sentences(int8_encoder: TextEncoder, fp32_encoder: TextEncoder) -> None:
+    v8, v32 = int8_encoder.encode(FIXED), fp32_encoder.encode(FIXED)
+    assert v8.dtype == np.float32 and v8.shape == v32.shape
+    np.testing.assert_allclose(np.linalg.norm(v8, axis=1), 1.0, atol=1e-5)
+    cos = (v8 * v32).sum(1)
+    assert cos.min() > 0.97, cos
+    # the quantised layers really are in the model
+    assert any(type(m).__name__ == "Int8Linear" for m in int8_encoder._model.modules())
+    assert not any(type(m).__name__ == "Int8Linear" for m in fp32_encoder._model.modules())
+
+
+def test_int8_keeps_the_similarity_ordering(int8_encoder: TextEncoder) -> None:
+    anchor, close, far = int8_encoder.encode(FIXED[:3])
+    assert anchor @ close > anchor @ far + 0.1
+
+
+def test_precision_is_part_of_the_cache_key(tmp_path: Path) -> None:
+    fp32 = TextEncoder(EncoderConfig(device="cpu", precision="fp32"))
+    int8 = TextEncoder(EncoderConfig(device="cpu", precision="int8"))
+    assert fp32.precision == "fp32" and int8.precision == "int8"
+    assert fp32.identity != int8.identity
+    assert int8.identity == fp32.identity + "-int8"
+    # an int8 vector stored in the cache is never served to the fp32 encoder (and vice versa)
+    TextCache(tmp_path, int8.identity).put([text_hash("x")], np.ones((1, 384), np.float32))
+    assert TextCache(tmp_path, fp32.identity).get([text_hash("x")])[1].tolist() == [False]
+    assert TextCache(tmp_path, int8.identity).get([text_hash("x")])[1].tolist() == [True]
+
+
+def test_auto_precision_resolves_per_device() -> None:
+    from gnn.text.encoder import resolve_precision
+    from gnn.text.quant import int8_recommended
+
+    assert resolve_precision("auto", "cpu") == ("int8" if int8_recommended() else "fp32")
+    assert resolve_precision("auto", "cuda") == "fp32"
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("fp16", "cuda") == "fp16"
+    with pytest.raises(TextModelError, match="CPU only"):
+        resolve_precision("int8", "cuda")
+    with pytest.raises(TextModelError, match="CUDA"):
+        resolve_precision("fp16", "cpu")
+
+
+def test_settings_precision_reaches_the_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.settings import Settings
+
+    monkeypatch.setenv("GRAPHREC_TEXT_PRECISION", "fp32")
+    enc = TextEncoder.from_settings(Settings(), device="cpu")
+    assert enc.config.precision == "fp32" and enc.precision == "fp32"
+    assert not enc.identity.endswith("-int8")
 
 
 def test_hub_name_without_hub_fails_fast() -> None:
