@@ -14,21 +14,14 @@ from typer.testing import CliRunner
 import graph.connection
 from api.cli import common
 from api.cli.bench_cmd import build_bench_app
-from api.cli.main import main
 from api.settings import Settings, get_settings
 from graph.server import Neo4jServer, server
 from graphrec.errors import Neo4jAuthError, Neo4jUnavailableError
 from tests.unit.graph._server_fakes import FakeDriver, make_fake_java, make_ready_jar_cache
+from tests.unit.cli_runner import run_cli
 
 VERSION = "5.26.19"
 
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run ``graphrec ARGS`` in-process; return (exit status, stdout, stderr)."""
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
 
 
 @pytest.fixture

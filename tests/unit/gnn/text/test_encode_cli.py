@@ -7,15 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.cli.main import main
 from api.settings import get_settings
+from tests.unit.cli_runner import run_cli
 
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
 
 
 @pytest.fixture
