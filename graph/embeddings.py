@@ -49,6 +49,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from graph.connection import read, write
+from graph.serving_lists import DEFAULT_LIST_SIZE, compute_serving_lists, seen_items
 from graphrec.errors import InvalidArgumentError, ModelNotReadyError, NotFoundError, QueryError
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ CHUNK_SIZE = 1000
 
 _SAFE = re.compile(r"[^A-Za-z0-9_]+")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_]{1,120}$")
-_PROP_RE = re.compile(r"^(emb|txt|pop|prof|fus)_[A-Za-z0-9_]{1,120}$")
+_PROP_RE = re.compile(r"^(emb|txt|pop|prof|fus|top)_[A-Za-z0-9_]{1,120}$")
 _INDEX_RE = re.compile(r"^graphrec_(item|text)_[A-Za-z0-9_]{1,120}$")
 
 POPULAR_IDS = 1000
@@ -66,7 +67,7 @@ POPULAR_IDS = 1000
 
 PROP_KINDS: tuple[tuple[str, str], ...] = (
     ("Item", "item_prop"), ("User", "user_prop"), ("Item", "text_prop"), ("Item", "pop_prop"),
-    ("User", "profile_prop"), ("User", "fusion_prop"),
+    ("User", "profile_prop"), ("User", "fusion_prop"), ("User", "top_prop"),
 )
 """(label, pointer key) of every property a publication may write (what :func:`drop_model` removes)."""
 
@@ -119,6 +120,9 @@ class ModelInfo(BaseModel):
     fusion_prop: str | None = Field(None, description="User property [graph mean, graph std, content mean, content std, history size].")
     profile_prop: str | None = Field(None, description="User property: unit content profile.")
     pop_prop: str | None = Field(None, description="Item property: log(1 + training count).")
+    top_prop: str | None = Field(None, description="User property: the user's best unseen item ids under this model "
+                                 "(graph.serving_lists), best first.")
+    top_size: int | None = Field(None, description="Items per serving list (0 or None: no lists, every request searches the indexes).")
     fusion_bounds: list[int] | None = Field(None, description="Activity bucket upper bounds (history size).")
     fusion_weights: list[float] | None = Field(None, description="Flat (graph, content, popularity) weights per bucket.")
     pop_mean: float | None = None
@@ -139,6 +143,7 @@ class PublishReport(BaseModel):
     items_without_vector: int = Field(description="Items left without a vector (not recommendable until the next publish).")
     text_vectors: int
     score_fusion: dict[str, Any] | None = Field(None, description="What was written for score-level fusion (None: plain dot-product serving).")
+    serving_lists: int = Field(0, description="Users given a serving list (graph.serving_lists).")
     previous_tag: str | None
     seconds: float
 
@@ -359,6 +364,7 @@ def publish(
     cold_item_vectors: Callable[[list[str]], np.ndarray] | None = None,
     text_vectors: Callable[[list[str], list[str]], np.ndarray] | None = None,
     score_fusion: ServingFusionLike | None = None,
+    serving_list_size: int = DEFAULT_LIST_SIZE,
     index_timeout_s: float = 600.0,
     grace_s: float = 1.0,
     progress: Callable[[int], None] | None = None,
@@ -385,6 +391,9 @@ def publish(
             popularity and the weights of the checkpoint's score-level fusion
             (``gnn.fusion.serving.serving_fusion_from_checkpoint``); needs ``text_vectors``. When
             given, :func:`graph.recommend.recommend` re-ranks exactly like the offline evaluation.
+        serving_list_size (int, optional): Write every user's best ``N`` unseen items under the
+            served ranking (:mod:`graph.serving_lists`), which requests then filter instead of
+            searching the indexes; 0 writes none. (default: ``200``)
         index_timeout_s (float, optional): How long to wait for the index to come online.
         grace_s (float, optional): Pause between the flip and dropping the previous model, so that
             queries that read the old pointer just before the flip finish.
@@ -449,8 +458,17 @@ def publish(
             tv = _as_matrix(text_vectors(t_ids, [graph_items[i] for i in t_ids]), "text vectors")
             text_prop = prop_name("txt", tag)
             n_text = _write_vectors(driver, "Item", text_prop, dataset, gen, t_ids, tv, database, progress)
-        if score_fusion is not None and text_prop is not None:
-            fusion_props, fusion_report = _write_fusion(driver, score_fusion, tag, text_prop, int(tv.shape[1]), dataset, gen, database, progress)
+        fused = score_fusion if score_fusion is not None and text_prop is not None else None
+        if fused is not None:
+            fusion_props, fusion_report = _write_fusion(driver, fused, tag, text_prop, int(tv.shape[1]), dataset, gen, database, progress)
+        top_props: dict[str, Any] = {"top_prop": None, "top_size": None}
+        n_lists = 0
+        if serving_list_size > 0:
+            lists = compute_serving_lists(user_ids, users, item_ids, items, seen_items(driver, dataset, gen, database), serving_list_size,
+                                          fusion=fused, text_ids=t_ids if fused is not None else (),
+                                          text_vectors=tv if fused is not None else None)
+            top_props = {"top_prop": prop_name("top", tag), "top_size": int(serving_list_size)}
+            n_lists = _write_values(driver, "User", top_props["top_prop"], dataset, gen, list(lists), list(lists.values()), database, progress)
         write(driver, Q_CREATE_INDEX.format(index=index, prop=item_prop), {"dim": dim}, database)
         for idx in (index, fusion_props["text_index"]):
             if idx:
@@ -465,7 +483,7 @@ def publish(
 
     props = {
         "dataset": dataset, "version": version, "tag": tag, "dim": dim, "max_norm": max_norm,
-        "item_prop": item_prop, "user_prop": user_prop, "text_prop": text_prop, "item_index": index, **fusion_props,
+        "item_prop": item_prop, "user_prop": user_prop, "text_prop": text_prop, "item_index": index, **fusion_props, **top_props,
         "n_users": len(user_ids), "n_items": len(item_ids), "checkpoint": checkpoint,
         "published_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -494,7 +512,7 @@ def publish(
     return PublishReport(
         model=info, users_written=n_users_written, items_written=n_items_written, cold_items=n_cold,
         items_without_vector=len([i for i in graph_items if i not in set(item_ids)]), text_vectors=n_text,
-        score_fusion=fusion_report, previous_tag=(previous or {}).get("tag"), seconds=time.perf_counter() - t0,
+        score_fusion=fusion_report, serving_lists=n_lists, previous_tag=(previous or {}).get("tag"), seconds=time.perf_counter() - t0,
     )
 
 
@@ -502,7 +520,7 @@ def _tag_props(tag: str) -> dict[str, str]:
     """Every index and property name publication ``tag`` may have written (for cleanup)."""
     return {"item_index": f"graphrec_item_{tag}", "text_index": f"graphrec_text_{tag}", "item_prop": f"emb_{tag}",
             "user_prop": f"emb_{tag}", "text_prop": f"txt_{tag}", "pop_prop": f"pop_{tag}", "profile_prop": f"prof_{tag}",
-            "fusion_prop": f"fus_{tag}"}
+            "fusion_prop": f"fus_{tag}", "top_prop": f"top_{tag}"}
 
 
 def _check_fusion(f: ServingFusionLike, have_text: bool) -> None:

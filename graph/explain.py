@@ -480,29 +480,34 @@ def _join(words: Sequence[str]) -> str:
     return ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def _clause(r: Reason) -> str:
-    if r.kind == "semantic":
-        return r.text
-    if r.kind == "content":
-        return "it " + r.text
-    return "it is " + r.text
+def _clause(kind: str, text: str) -> str:
+    if kind == "semantic":
+        return text
+    if kind == "content":
+        return "it " + text
+    return "it is " + text
 
 
 def build_reasons(row: dict[str, Any], user_id: str | None, max_reasons: int, method: str = "live") -> Explanation:
-    """Turn one row of the explanation query into an :class:`Explanation` (pure; unit-tested)."""
-    item_id, title = row["id"], row["title"]
-    reasons: list[Reason] = []
-    user_node = PathNode(label="User", key=user_id) if user_id is not None else None
-    rec_node = PathNode(label="Item", key=item_id, title=title)
+    """Turn one row of the explanation query into an :class:`Explanation` (pure; unit-tested).
 
-    def anchor_head(anchor: str, a_title: str | None, rating: float | None) -> tuple[list[PathNode], list[PathRel]]:
-        nodes: list[PathNode] = []
-        rels: list[PathRel] = []
+    Reasons, nodes and relationships are built as plain dicts and validated once, as one
+    :class:`Explanation` (pydantic-core validates the nested dicts in one call, ~5x faster than
+    constructing every node model in Python; this runs for every served item).
+    """
+    item_id, title = row["id"], row["title"]
+    reasons: list[dict[str, Any]] = []
+    user_node = {"label": "User", "key": user_id} if user_id is not None else None
+    rec_node = {"label": "Item", "key": item_id, "title": title}
+
+    def anchor_head(anchor: str, a_title: str | None, rating: float | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        nodes: list[dict[str, Any]] = []
+        rels: list[dict[str, Any]] = []
         if user_node is not None:
             nodes.append(user_node)
-        nodes.append(PathNode(label="Item", key=anchor, title=a_title))
+        nodes.append({"label": "Item", "key": anchor, "title": a_title})
         if user_node is not None:
-            rels.append(PathRel(type="INTERACTED", start=0, end=1, properties={"rating": rating}))
+            rels.append({"type": "INTERACTED", "start": 0, "end": 1, "properties": {"rating": rating}})
         return nodes, rels
 
     for c in row.get("collab") or []:
@@ -510,64 +515,63 @@ def build_reasons(row: dict[str, Any], user_id: str | None, max_reasons: int, me
             continue
         nodes, rels = anchor_head(c["anchor"], c["title"], c["rating"])
         a_idx = len(nodes) - 1
-        w_node = PathNode(label="User", key=str(c["witnesses"][0])) if c["witnesses"] else None
-        if w_node is not None:
-            nodes.append(w_node)
+        if c["witnesses"]:
+            nodes.append({"label": "User", "key": str(c["witnesses"][0])})
             nodes.append(rec_node)
-            rels.append(PathRel(type="INTERACTED", start=a_idx + 1, end=a_idx, properties={}))
-            rels.append(PathRel(type="INTERACTED", start=a_idx + 1, end=a_idx + 2, properties={}))
+            rels.append({"type": "INTERACTED", "start": a_idx + 1, "end": a_idx})
+            rels.append({"type": "INTERACTED", "start": a_idx + 1, "end": a_idx + 2})
         users = "user" if c["co"] == 1 else "users"
         how = f"rated {c['title'] or c['anchor']} highly" if user_id is None or c["rating"] is None else f"rated {c['title'] or c['anchor']} {c['rating']:g}/5 like you"
         text = f"liked by {c['co']} {users} who also {how}" if user_id is not None else f"liked by {c['co']} {users} who also liked {c['title'] or c['anchor']}"
-        reasons.append(Reason(kind="collaborative", weight=min(1.0, max(0.0, float(c["weight"]))), text=text, anchor_item_id=c["anchor"],
-                              anchor_rating=c["rating"], count=int(c["co"]), witnesses=[str(w) for w in c["witnesses"]], nodes=nodes, rels=rels))
+        reasons.append({"kind": "collaborative", "weight": min(1.0, max(0.0, float(c["weight"]))), "text": text, "anchor_item_id": c["anchor"],
+                        "anchor_rating": c["rating"], "count": int(c["co"]), "witnesses": [str(w) for w in c["witnesses"]],
+                        "nodes": nodes, "rels": rels})
     for c in row.get("content") or []:
         if not c or not c.get("shared"):
             continue
         nodes, rels = anchor_head(c["anchor"], c["title"], c["rating"])
         a_idx = len(nodes) - 1
         names = []
+        attr_nodes: list[tuple[int, str]] = []
         for key in c["shared"]:
             rel, name = _attr_name(key)
             if rel not in ATTRIBUTE_RELS:
                 continue
-            nodes.append(PathNode(label=ATTRIBUTE_RELS[rel], key=name))
-            x = len(nodes) - 1
-            rels.append(PathRel(type=rel, start=a_idx, end=x))
+            nodes.append({"label": ATTRIBUTE_RELS[rel], "key": name})
+            attr_nodes.append((len(nodes) - 1, rel))
+            rels.append({"type": rel, "start": a_idx, "end": len(nodes) - 1})
             names.append(name)
         nodes.append(rec_node)
         r_idx = len(nodes) - 1
-        for x, node in enumerate(nodes):
-            if node.label in ATTRIBUTE_RELS.values():
-                rel = next(k for k, v in ATTRIBUTE_RELS.items() if v == node.label)
-                rels.append(PathRel(type=rel, start=r_idx, end=x))
+        rels.extend({"type": rel, "start": r_idx, "end": x} for x, rel in attr_nodes)
         who = f"which you {_fmt_rating(c['rating'])}" if user_id is not None else "which you like"
         text = f"shares {_join(names[:4])}{' and more' if len(names) > 4 else ''} with {c['title'] or c['anchor']}, {who}"
-        reasons.append(Reason(kind="content", weight=min(1.0, max(0.0, float(c["weight"]))), text=text, anchor_item_id=c["anchor"],
-                              anchor_rating=c["rating"], shared=names, nodes=nodes, rels=rels))
+        reasons.append({"kind": "content", "weight": min(1.0, max(0.0, float(c["weight"]))), "text": text, "anchor_item_id": c["anchor"],
+                        "anchor_rating": c["rating"], "shared": names, "nodes": nodes, "rels": rels})
     for c in row.get("semantic") or []:
         if not c or c.get("cos") is None or c["cos"] < SEMANTIC_MIN_COSINE:
             continue
         nodes, rels = anchor_head(c["anchor"], c["title"], c["rating"])
         nodes.append(rec_node)
-        rels.append(PathRel(type="TEXT_SIMILAR", start=len(nodes) - 2, end=len(nodes) - 1, properties={"cosine": round(float(c["cos"]), 4), "computed": True}))
-        reasons.append(Reason(kind="semantic", weight=min(1.0, max(0.0, (float(c["cos"]) - SEMANTIC_BASELINE) / (1.0 - SEMANTIC_BASELINE))),
-                              text=f"its description is close to {c['title'] or c['anchor']}'s (cosine {c['cos']:.2f})",
-                              anchor_item_id=c["anchor"], anchor_rating=c["rating"], similarity=float(c["cos"]), nodes=nodes, rels=rels))
+        rels.append({"type": "TEXT_SIMILAR", "start": len(nodes) - 2, "end": len(nodes) - 1,
+                     "properties": {"cosine": round(float(c["cos"]), 4), "computed": True}})
+        reasons.append({"kind": "semantic", "weight": min(1.0, max(0.0, (float(c["cos"]) - SEMANTIC_BASELINE) / (1.0 - SEMANTIC_BASELINE))),
+                        "text": f"its description is close to {c['title'] or c['anchor']}'s (cosine {c['cos']:.2f})",
+                        "anchor_item_id": c["anchor"], "anchor_rating": c["rating"], "similarity": float(c["cos"]), "nodes": nodes, "rels": rels})
     deg, n_users = int(row.get("rec_deg") or 0), int(row.get("n_users") or 0)
     if deg > 0:
         share = deg / n_users if n_users else 0.0
-        reasons.append(Reason(kind="popularity", weight=min(1.0, share), count=deg,
-                              text=f"popular with {deg} user{'' if deg == 1 else 's'}" + (f" ({share:.1%} of all users)" if n_users else ""),
-                              nodes=[rec_node, PathNode(label="User", key="*")],
-                              rels=[PathRel(type="INTERACTED", start=1, end=0, properties={"count": deg})]))
-    reasons.sort(key=lambda r: r.weight, reverse=True)
+        reasons.append({"kind": "popularity", "weight": min(1.0, share), "count": deg,
+                        "text": f"popular with {deg} user{'' if deg == 1 else 's'}" + (f" ({share:.1%} of all users)" if n_users else ""),
+                        "nodes": [rec_node, {"label": "User", "key": "*"}],
+                        "rels": [{"type": "INTERACTED", "start": 1, "end": 0, "properties": {"count": deg}}]})
+    reasons.sort(key=lambda r: r["weight"], reverse=True)
     reasons = reasons[:max_reasons]
     if reasons:
-        sentence = f"{title or item_id}: recommended because " + _join([_clause(r) for r in reasons]) + "."
+        sentence = f"{title or item_id}: recommended because " + _join([_clause(r["kind"], r["text"]) for r in reasons]) + "."
     else:
         sentence = f"{title or item_id}: recommended by embedding similarity alone (no supporting path found)."
-    return Explanation(item_id=item_id, title=title, reasons=reasons, sentence=sentence, method=method)
+    return Explanation.model_validate({"item_id": item_id, "title": title, "reasons": reasons, "sentence": sentence, "method": method})
 
 
 def _fast_rows(rows: list[Any]) -> list[dict[str, Any]]:

@@ -94,6 +94,8 @@ class RecommendationList(BaseModel):
     exact: bool | None = Field(None, description="Fusion only: the candidate pool provably holds the catalogue's top k "
                                "(threshold bound reached or whole catalogue searched; up to the vector indexes' recall).")
     history_size: int | None = Field(None, description="Fusion only: the user's training history size (selects the weights).")
+    candidates: str = Field("index", description="'list': the user's serving list of the model, filtered (exact top k; "
+                            "candidates_searched is the list's length); 'index': vector-index search.")
 
 
 class Interaction(BaseModel):
@@ -173,7 +175,7 @@ i.dataset = $dataset AND i.gen = d.gen
 # With an include list, its items are the candidates (exact at once) and no source is searched.
 # Index scores are reused; a vector is read only for candidates a source did not score, and the
 # content cosine only when it has a weight (otherwise for the returned rows).
-Q_RECOMMEND_FUSED = """
+_Q_FUSED_SOURCES = """
 MATCH (d:Dataset {name: $dataset})
 MATCH (m:ActiveModel {dataset: $dataset})
 MATCH (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
@@ -222,6 +224,11 @@ CALL (g_hits, c_hits, p_hits, i_hits) {
   WITH h.i AS i, max(h.g) AS gs, max(h.c) AS cs, max(h.ok) IS NOT NULL AS checked
   RETURN i, gs, cs, checked
 }
+"""
+
+# Scoring of the candidates ``i`` (``gs`` / ``cs``: index scores already known, ``checked``: filters
+# already applied), shared by the index search above and the serving-list path below.
+_FUSED_SCORING = """
 WITH d, m, u, uvec, st, prof, n, unorm, w, g_min, c_min, c_used, p_min, p_used, i, gs, cs, checked
 WHERE checked OR (""" + _ITEM_FILTERS + """)
 WITH m, u, uvec, st, prof, n, unorm, w, g_min, c_min, c_used, p_min, p_used, i, cs,
@@ -247,6 +254,33 @@ RETURN m.version AS version, m.tag AS tag, m.max_norm AS max_norm, m.n_items AS 
        [(i)-[:HAS_GENRE]->(x:Genre) | x.name] AS genres,
        CASE WHEN $with_vectors THEN i[m.item_prop] ELSE null END AS vector
 """
+
+Q_RECOMMEND_FUSED = _Q_FUSED_SOURCES + _FUSED_SCORING
+
+# The serving-list path (graph.serving_lists): the first $fetch entries of the user's list of the
+# active model, filtered, the first $limit survivors in list order; then the same scoring. ``n`` is
+# the list's length (0 rows and a list longer than $fetch: the caller grows $fetch).
+Q_RECOMMEND_LISTED = """
+MATCH (d:Dataset {name: $dataset})
+MATCH (m:ActiveModel {dataset: $dataset})
+MATCH (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
+WITH d, m, u, u[m.user_prop] AS uvec, CASE WHEN m.top_prop IS NOT NULL THEN u[m.top_prop] END AS top,
+     CASE WHEN m.fusion_prop IS NOT NULL THEN u[m.fusion_prop] END AS st
+WHERE uvec IS NOT NULL AND top IS NOT NULL
+WITH d, m, u, uvec, top, st, size(top) AS n,
+     CASE WHEN st IS NULL THEN 0 ELSE 3 * size([x IN m.fusion_bounds WHERE x < st[4]]) END AS b,
+     sqrt(reduce(s = 0.0, x IN uvec | s + x * x)) AS unorm
+WITH d, m, u, uvec, top, st, n, unorm, CASE WHEN st IS NULL THEN [1.0, 0.0, 0.0] ELSE m.fusion_weights[b..b + 3] END AS w
+WITH d, m, u, uvec, top, st, n, unorm, w,
+     CASE WHEN w[1] > 0 AND m.profile_prop IS NOT NULL AND m.text_prop IS NOT NULL THEN u[m.profile_prop] END AS prof
+UNWIND range(0, CASE WHEN $fetch < n THEN $fetch ELSE n END - 1) AS r
+MATCH (i:Item {dataset: $dataset, gen: d.gen, id: top[r]})
+WHERE """ + _ITEM_FILTERS + """
+WITH d, m, u, uvec, st, prof, n, unorm, w, i, r ORDER BY r LIMIT $limit
+WITH d, m, u, uvec, st, prof, n, unorm, w, null AS g_min, null AS c_min, false AS c_used, null AS p_min, false AS p_used, i,
+     null AS gs, null AS cs, true AS checked
+""" + _FUSED_SCORING
+
 
 Q_RECOMMEND_VECTOR = """
 MATCH (d:Dataset {name: $dataset})
@@ -435,6 +469,7 @@ def recommend(
     oversample: int = DEFAULT_OVERSAMPLE,
     like_threshold: float = 4.0,
     score_fusion: bool = True,
+    serving_lists: bool = True,
 ) -> RecommendationList:
     """Top-``k`` items for a known user, filtered in Cypher.
 
@@ -446,6 +481,9 @@ def recommend(
     Args:
         score_fusion (bool, optional): ``False`` ranks by the dot product only, ignoring published
             fusion data (the feature-level ranking; for comparisons). (default: ``True``)
+        serving_lists (bool, optional): Answer from the user's published serving list when it
+            covers the request (:mod:`graph.serving_lists`, same items and scores); ``False`` always
+            searches the vector indexes (for comparisons). (default: ``True``)
 
     Raises:
         UnknownUserError: No such user in the dataset's active generation.
@@ -455,7 +493,7 @@ def recommend(
     _check_k(k)
     f = validate_filters(filters)
     if score_fusion:
-        return _recommend_fused(driver, user_id, k, f, dataset, database, oversample, like_threshold)
+        return _recommend_fused(driver, user_id, k, f, dataset, database, oversample, like_threshold, serving_lists)
     params = {**_params(dataset, f, k, k, f.diversity > 0), "user_id": user_id}
     pool = k if f.diversity <= 0 else min(MAX_K * 3, k * 4)
     rows = read(driver, Q_RECOMMEND_USER, {**params, "fetch": max(k * oversample, 10), "limit": pool}, database)
@@ -500,8 +538,12 @@ def _fused_ranking(
 
 def _recommend_fused(
     driver: neo4j.Driver, user_id: str, k: int, f: Filters, dataset: str, database: str, oversample: int, like_threshold: float,
+    serving_lists: bool = True,
 ) -> RecommendationList:
     """:func:`recommend` with score-level fusion (see the module docstring); grows the candidate sources until exact."""
+    listed = _recommend_listed(driver, user_id, k, f, dataset, database, oversample) if serving_lists else None
+    if listed is not None:
+        return listed
     pool = k if f.diversity <= 0 else min(MAX_K * 3, k * 4)
     params = {**_params(dataset, f, pool, max(k * oversample, 10), f.diversity > 0), "user_id": user_id}
     n_items: int | None = None
@@ -526,8 +568,29 @@ def _recommend_fused(
         params["fetch"] = min(params["fetch"] * 4, max(n_items, 1))
 
 
+def _recommend_listed(
+    driver: neo4j.Driver, user_id: str, k: int, f: Filters, dataset: str, database: str, oversample: int,
+) -> RecommendationList | None:
+    """The user's serving list of the active model, filtered (:mod:`graph.serving_lists`); ``None`` when
+    the request needs the index search: no list (unknown user, user newer than the model, lists not
+    published), fewer than ``k`` survivors in the whole list, or a request the list does not cover
+    (seen items kept, an include list, diversity re-ranking)."""
+    if not f.exclude_seen or f.include_ids is not None or f.diversity > 0:
+        return None
+    params = {**_params(dataset, f, k, max(k * oversample, 10), False), "user_id": user_id}
+    while True:
+        rows = read(driver, Q_RECOMMEND_LISTED, params, database)
+        if len(rows) >= k:
+            p, scored, _ = _fused_ranking(rows, k, complete=True)
+            return _fused_list(scored, p, dataset, k, f, user_id, int(rows[0]["n"]), True, source="list")
+        if not rows or params["fetch"] >= int(rows[0]["n"]):
+            return None
+        params["fetch"] = min(params["fetch"] * 4, int(rows[0]["n"]))
+
+
 def _fused_list(
     scored: list[tuple[float, ScoreParts, Any]], p: FusionParams, dataset: str, k: int, f: Filters, user_id: str, searched: int, exact: bool,
+    source: str = "index",
 ) -> RecommendationList:
     if f.diversity > 0 and len(scored) > 1:
         vecs = np.array([r["vector"][:-1] for _, _, r in scored], dtype=np.float64)
@@ -543,7 +606,7 @@ def _fused_list(
     tag = scored[0][2]["tag"] if scored else ""
     return RecommendationList(dataset=dataset, model_version=version, model_tag=tag, user_id=user_id, items=items, candidates_searched=searched,
                               ranking="fusion" if p.fused else "graph", exact=exact if p.fused else None,
-                              history_size=p.history_size)
+                              history_size=p.history_size, candidates=source)
 
 
 def _raise_for(diag: neo4j.Record | dict[str, Any], what: str, ident: str, dataset: str) -> None:

@@ -121,6 +121,9 @@ def register_bench(bench_app: typer.Typer) -> None:
             def raw_vector(i: int) -> None:
                 recommend(driver, sample[i % len(sample)], k, Filters(), dataset=ds, database=info.database)
 
+            def raw_index(i: int) -> None:  # the same ranking without the serving lists (vector-index search)
+                recommend(driver, sample[i % len(sample)], k, Filters(), dataset=ds, database=info.database, serving_lists=False)
+
             def raw_full(i: int) -> None:
                 u = sample[i % len(sample)]
                 recs = recommend(driver, u, k, Filters(), dataset=ds, database=info.database)
@@ -147,10 +150,16 @@ def register_bench(bench_app: typer.Typer) -> None:
                             m = (item.get("explanation") or {}).get("method", "none")
                             methods[m] = methods.get(m, 0) + 1
                     results["explain_methods"] = methods
+                    sources: dict[str, int] = {}
+                    for u in sample:  # untimed: which candidate path answered (serving list or index search)
+                        src = recommend(driver, u, k, Filters(), dataset=ds, database=info.database).candidates
+                        sources[src] = sources.get(src, 0) + 1
+                    results["candidate_sources"] = sources
                     for c in levels:
                         results["levels"][str(c)] = {
                             "api_explain": run_load(api_call, requests, c),
                             "cypher_vector": run_load(raw_vector, requests, c),
+                            "cypher_vector_no_lists": run_load(raw_index, requests, c),
                             "cypher_vector_plus_explain": run_load(raw_full, requests, c),
                         }
         for lvl in results["levels"].values():
@@ -162,10 +171,13 @@ def register_bench(bench_app: typer.Typer) -> None:
                    f"{len(sample)} users, {os.cpu_count()} CPUs shared with Neo4j and the load generator")
         typer.echo("explanations answered by: " + ", ".join(f"{m} ({n} items)" for m, n in sorted(results["explain_methods"].items()))
                    + "  (materialised = CO_LIKED of the active model, see `graphrec publish`; live = liker sets per request; no cache)")
+        typer.echo("candidates answered by: " + ", ".join(f"{m} ({n} users)" for m, n in sorted(results["candidate_sources"].items()))
+                   + "  (list = the user's serving list of the model, filtered; index = vector-index search; "
+                   "cypher_vector_no_lists = the index search for every user)")
         header = f"{'conc':>4} {'what':<28} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}"
         typer.echo(header)
         for c, lvl in results["levels"].items():
-            for name in ("api_explain", "cypher_vector_plus_explain", "cypher_vector"):
+            for name in ("api_explain", "cypher_vector_plus_explain", "cypher_vector", "cypher_vector_no_lists"):
                 m = lvl[name]
                 typer.echo(f"{c:>4} {name:<28} {m['p50_ms']:>8.1f} {m['p95_ms']:>8.1f} {m['p99_ms']:>8.1f} "
                            f"{m['throughput_rps']:>8.1f} {int(m['errors']):>6}")

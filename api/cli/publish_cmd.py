@@ -85,21 +85,24 @@ def load_score_fusion(checkpoint: Path, emb: LoadedEmbeddings) -> Any:
 
 def publish_checkpoint(
     driver: Any, checkpoint: Path, dataset: str, *, database: str, settings: Any, text_vectors: bool = True, score_fusion: bool = True,
-    progress: Any = None,
+    progress: Any = None, serving_list_size: int | None = None,
 ) -> Any:
     """Publish ``checkpoint`` through an open driver: embeddings, cold items, text vectors and, for a
     fusion checkpoint, the score-level fusion serving tables. Returns the :class:`graph.embeddings.PublishReport`."""
     from graph.embeddings import publish
+    from graph.serving_lists import DEFAULT_LIST_SIZE
 
     emb = load_embeddings(checkpoint)
     cold = emb.coldstart.item_vectors if emb.coldstart is not None else None
     text = _text_encoder(emb, settings, checkpoint.expanduser()) if text_vectors else None
     fusion = load_score_fusion(checkpoint.expanduser(), emb) if score_fusion and text is not None else None
     return publish(driver, emb, dataset, database=database, checkpoint=str(checkpoint.expanduser().absolute()),
-                   cold_item_vectors=cold, text_vectors=text, score_fusion=fusion, progress=progress)
+                   cold_item_vectors=cold, text_vectors=text, score_fusion=fusion, progress=progress,
+                   serving_list_size=DEFAULT_LIST_SIZE if serving_list_size is None else serving_list_size)
 
 
-def run_publish(checkpoint: Path, dataset: str, text_vectors: bool = True, quiet: bool = False, score_fusion: bool = True) -> dict[str, Any]:
+def run_publish(checkpoint: Path, dataset: str, text_vectors: bool = True, quiet: bool = False, score_fusion: bool = True,
+                serving_list_size: int | None = None) -> dict[str, Any]:
     """Publish ``checkpoint`` into the dataset's graph (the library call behind the command)."""
     from tqdm import tqdm
 
@@ -109,7 +112,8 @@ def run_publish(checkpoint: Path, dataset: str, text_vectors: bool = True, quiet
     settings = get_settings()
     with open_graph(settings) as driver, tqdm(desc="publish", unit="row", disable=quiet) as bar:
         report = publish_checkpoint(driver, checkpoint, dataset, database=driver_db(settings), settings=settings,
-                                    text_vectors=text_vectors, score_fusion=score_fusion, progress=bar.update)
+                                    text_vectors=text_vectors, score_fusion=score_fusion, progress=bar.update,
+                                    serving_list_size=serving_list_size)
         from graph.explain import build_co_likes  # explanations' materialised co-likes of the new model (latency)
 
         co_likes = build_co_likes(driver, dataset, tag=report.model.tag, database=driver_db(settings), progress=bar.update)
@@ -174,6 +178,9 @@ def register(app: typer.Typer) -> None:
                                           "(and score fusion's content part)."),
         score_fusion: bool = typer.Option(True, "--score-fusion/--no-score-fusion", help="Fusion checkpoints: also publish the "
                                           "score-level fusion (graph + content + popularity) so serving ranks like the offline default."),
+        serving_list_size: int = typer.Option(200, "--serving-list-size", min=0, help="Store every user's best N unseen items under "
+                                              "the served ranking; requests filter that list instead of searching the indexes "
+                                              "(exact; falls back to the search when filters leave fewer than k). 0: no lists."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Write embeddings + a cosine vector index into Neo4j and switch the active model atomically."""
@@ -183,7 +190,8 @@ def register(app: typer.Typer) -> None:
         if checkpoint is None and not latest:
             raise ConfigError("give --checkpoint PATH or --latest")
         path = checkpoint if checkpoint is not None else latest_checkpoint(settings.models_dir)
-        report = run_publish(path, dataset or settings.dataset, text_vectors=text_vectors, quiet=as_json, score_fusion=score_fusion)
+        report = run_publish(path, dataset or settings.dataset, text_vectors=text_vectors, quiet=as_json, score_fusion=score_fusion,
+                             serving_list_size=serving_list_size)
         if as_json:
             typer.echo(json.dumps(report, indent=2))
             return
@@ -202,3 +210,6 @@ def register(app: typer.Typer) -> None:
         else:
             typer.echo("score fusion: off (not a fusion checkpoint with fitted weights, --no-score-fusion or --no-text-vectors): "
                        "serving ranks by the embeddings' dot product")
+        lists = report.get("serving_lists") or 0
+        typer.echo(f"serving lists: {lists} users x {m.get('top_size') or 0} items" if lists
+                   else "serving lists: off (every request searches the vector indexes)")

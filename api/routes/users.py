@@ -51,7 +51,7 @@ async def get_recommendations(
     diversity: Annotated[float, Query(ge=0.0, le=1.0, description="MMR diversity (0 = off).")] = 0.0,
     explain_: Annotated[bool, Query(alias="explain", description="Attach explanations (graph paths + weights).")] = False,
     reasons: Annotated[int, Query(ge=1, le=4, description="Reasons per item when explaining.")] = 3,
-) -> RecommendationsOut:
+) -> Response:
     """Vector search with the user's embedding, then Cypher filters; explanations come from one more query.
 
     ``async`` with the blocking driver work in ONE worker-thread hop (a sync route would also run its
@@ -60,9 +60,10 @@ async def get_recommendations(
     filters = validate_filters(dict(exclude_seen=exclude_seen, genres=genre, year_min=year_min, year_max=year_max, include_ids=include,
                                     exclude_ids=exclude or [], diversity=diversity))
 
-    def work() -> RecommendationsOut:
+    def work() -> Response:
         recs = recommend(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database)
-        return with_explanations(graph, recs, explain_, reasons, user_id=user_id)
+        # serialised here by pydantic-core: FastAPI would re-validate the model and encode it with json.dumps
+        return Response(with_explanations(graph, recs, explain_, reasons, user_id=user_id).model_dump_json(), media_type="application/json")
 
     return await run_in_threadpool(work)
 

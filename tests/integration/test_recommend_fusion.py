@@ -129,10 +129,12 @@ def test_publish_writes_the_fusion_tables(fused: dict[str, Any]) -> None:
     assert rows and rows[0]["state"] == "ONLINE"
 
 
+@pytest.mark.parametrize("lists", [True, False], ids=["serving-list", "index-search"])
 @pytest.mark.parametrize("user", ["u0", "u3", "u9", "u21"])  # two sparse (<= 5) users, two others
-def test_served_ranking_equals_offline_fused_ranking(fused: dict[str, Any], user: str) -> None:
-    recs = recommend(fused["driver"], user, 10, dataset=DS, database=fused["db"])
+def test_served_ranking_equals_offline_fused_ranking(fused: dict[str, Any], user: str, lists: bool) -> None:
+    recs = recommend(fused["driver"], user, 10, dataset=DS, database=fused["db"], serving_lists=lists)
     assert recs.ranking == "fusion" and recs.exact is True
+    assert recs.candidates == ("list" if lists else "index")
     off = fused["offline"]
     u = off["users"][user]
     assert recs.history_size == off["hist"][u] and (recs.history_size <= 5) == (user in SPARSE)
@@ -186,3 +188,27 @@ def test_graph_only_path_and_unfused_republish(fused: dict[str, Any]) -> None:
     assert left[0]["c"] == 0
     idx = read(d, "SHOW INDEXES YIELD name WHERE name = $n RETURN name", {"n": old.text_index}, db)
     assert idx == []
+
+
+def test_short_serving_lists_fall_back_to_the_index_search(fused: dict[str, Any]) -> None:
+    """Lists of 6 items: a request they cover is answered from the list, one whose filters leave fewer
+    than k of them searches the indexes; both give the offline fused ranking."""
+    d, db = fused["driver"], fused["db"]
+    old = publish_checkpoint(d, fused["path"].parent, DS, database=db, settings=get_settings()).model
+    rep = publish_checkpoint(d, fused["path"].parent, DS, database=db, settings=get_settings(), serving_list_size=6)
+    assert rep.serving_lists == 30 and rep.model.top_size == 6
+    stored = read(d, "MATCH (u:User {dataset: $ds, id: 'u21'}) RETURN u[$p] AS top", {"ds": DS, "p": rep.model.top_prop}, db)[0]["top"]
+    seen = fused["seen"]["u21"]
+    assert stored == [i for i, _ in _expected(fused, "u21", 6, seen)]
+    short = recommend(d, "u21", 4, dataset=DS, database=db)
+    assert short.candidates == "list" and short.candidates_searched == 6
+    _assert_same_ranking(short.items, _expected(fused, "u21", 4, seen), _fused_of(fused, "u21"))
+    # a genre with fewer than 4 items in the list but at least 4 unseen in the catalogue
+    genre = next(g for g in GENRES if sum(g in fused["items"][i]["genres"] for i in stored) < 4
+                 and len(_expected(fused, "u21", 4, seen, lambda it, g=g: g in it["genres"])) == 4)
+    keep = lambda it: genre in it["genres"]  # noqa: E731
+    filtered = recommend(d, "u21", 4, Filters(genres=[genre]), dataset=DS, database=db)
+    assert filtered.candidates == "index"
+    _assert_same_ranking(filtered.items, _expected(fused, "u21", 4, seen, keep), _fused_of(fused, "u21"))
+    gone = read(d, "MATCH (u:User) WHERE u[$p] IS NOT NULL RETURN count(u) AS c", {"p": old.top_prop}, db)
+    assert gone[0]["c"] == 0  # the previous publication's lists are dropped with it

@@ -26,14 +26,35 @@ class FakeDriver:
         self.records = records or []
         self.queries: list[str] = []
 
+    execute_query_bookmark_manager = None
+
     def execute_query(self, query: str, params: Any = None, **kwargs: Any) -> tuple[list[dict[str, Any]], Any, Any]:
         self.queries.append(query)
         if self.error is not None:
             raise self.error
         return self.records, None, None
 
+    def session(self, **kwargs: Any) -> FakeSession:
+        return FakeSession(self)
+
     def close(self) -> None:
         pass
+
+
+class FakeSession:
+    """What graph.connection.read uses: an auto-commit ``run`` in a context-managed session."""
+
+    def __init__(self, driver: FakeDriver) -> None:
+        self.driver = driver
+
+    def __enter__(self) -> FakeSession:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def run(self, query: str, params: Any = None) -> list[dict[str, Any]]:
+        return self.driver.execute_query(query, params)[0]
 
 
 @pytest.fixture
