@@ -264,13 +264,18 @@ WITH d, m, u, liked, [x IN liked | null] AS liked_ratings
 # One row per recommended item, carrying only the chosen reasons: the collaborative anchor is the
 # liked item with the heaviest CO_LIKED relationship (1-hop), witnesses are read live (LIMIT, lazy);
 # content = best Jaccard over the first max_anchors liked items; semantic = best text cosine.
-_FAST_PER_ITEM = """
+_FAST_PREP = """
 WITH d, m, u, liked, liked_ratings, liked[0..$max_anchors] AS anchors
 WITH d, m, u, liked, liked_ratings, anchors,
      [a IN anchors | [(a)-[x:__ATTR_TYPES__]->(t) | type(x) + ':' + t.name]] AS anchor_attrs,
      CASE WHEN m.text_prop IS NULL THEN [] ELSE [a IN anchors | a[m.text_prop]] END AS anchor_text
+"""
+_FAST_FROM_IDS = """
 UNWIND $item_ids AS iid
 MATCH (rec:Item {dataset: $dataset, gen: d.gen, id: iid})
+"""
+_SELF_LIKED = "CASE WHEN u IS NOT NULL AND EXISTS { (u)-[r:INTERACTED]->(rec) WHERE r.rating IS NULL OR r.rating >= $like } THEN 1 ELSE 0 END AS self"
+_FAST_REASONS = """
 WITH d, m, u, liked, liked_ratings, anchors, anchor_attrs, anchor_text, rec,
      [(rec)-[x:__ATTR_TYPES__]->(t) | type(x) + ':' + t.name] AS rec_attrs,
      CASE WHEN m.text_prop IS NULL THEN null ELSE rec[m.text_prop] END AS rec_text,
@@ -294,19 +299,20 @@ RETURN rec.id AS id, rec.title AS title, COUNT { (rec)<-[:INTERACTED]-() } AS de
     UNWIND range(0, size(anchors) - 1) AS j
     WITH j, [x IN rec_attrs WHERE x IN anchor_attrs[j]] AS shared
     WHERE size(shared) > 0 AND anchors[j] <> rec
-    RETURN {anchor: anchors[j].id, title: anchors[j].title, rating: liked_ratings[j], shared: shared,
-            weight: toFloat(size(shared)) / (size(rec_attrs) + size(anchor_attrs[j]) - size(shared))} AS x
-    ORDER BY x.weight DESC, coalesce(x.rating, 0.0) DESC, j LIMIT 1
+    WITH j, shared, toFloat(size(shared)) / (size(rec_attrs) + size(anchor_attrs[j]) - size(shared)) AS weight
+    ORDER BY weight DESC, coalesce(liked_ratings[j], 0.0) DESC, j LIMIT 1
+    RETURN {anchor: anchors[j].id, title: anchors[j].title, rating: liked_ratings[j], shared: shared, weight: weight} AS x
   } AS content,
   COLLECT {
     UNWIND range(0, size(anchor_text) - 1) AS j
     WITH j WHERE rec_text IS NOT NULL AND anchor_text[j] IS NOT NULL AND anchors[j] <> rec
-    RETURN {anchor: anchors[j].id, title: anchors[j].title, rating: liked_ratings[j],
-            cos: 2.0 * vector.similarity.cosine(rec_text, anchor_text[j]) - 1.0} AS x
-    ORDER BY x.cos DESC, j LIMIT 1
+    WITH j, 2.0 * vector.similarity.cosine(rec_text, anchor_text[j]) - 1.0 AS cos
+    ORDER BY cos DESC, j LIMIT 1
+    RETURN {anchor: anchors[j].id, title: anchors[j].title, rating: liked_ratings[j], cos: cos} AS x
   } AS semantic,
   coalesce(m.n_users, 0) AS n_users
 """
+_FAST_PER_ITEM = _FAST_PREP + _FAST_FROM_IDS + _FAST_REASONS
 
 Q_EXPLAIN_FAST_USER = (_FAST_ANCHORS_USER + _FAST_PER_ITEM).replace("__ATTR_TYPES__", _ATTR_TYPES)
 Q_EXPLAIN_FAST_ITEMS = (_FAST_ANCHORS_ITEMS + _FAST_PER_ITEM).replace("__ATTR_TYPES__", _ATTR_TYPES)
@@ -326,11 +332,34 @@ def attr_query(kind: str, for_user: bool, types: tuple[str, ...]) -> str:
     A typed expansion skips the item's other relationships (``CO_LIKED``, ``INTERACTED``); naming
     only the types that exist keeps Neo4j from warning about unknown relationship types.
     """
+    return _with_types(_TEMPLATES[(kind, for_user)], types)
+
+
+def _with_types(q: str, types: tuple[str, ...]) -> str:
+    """``q`` with its ``__ATTR_TYPES__`` patterns naming ``types`` (or removed when there is none)."""
     types = tuple(t for t in types if t in ATTRIBUTE_RELS)
-    q = _TEMPLATES[(kind, for_user)]
     if not types:
         return re.sub(r"\[\((\w+)\)-\[(\w+):__ATTR_TYPES__\]->\((\w+)\) \| [^\]]*\]", "[]", q)
     return q.replace("__ATTR_TYPES__", "|".join(f"`{t}`" for t in types))
+
+
+@lru_cache(maxsize=16)
+def explained_query(recommend_query: str, columns: tuple[str, ...], types: tuple[str, ...]) -> str:
+    """One query for a user's recommendations AND their materialised explanations (one round trip).
+
+    ``recommend_query`` runs as a subquery once the user's anchors are gathered, with ``d``, ``m`` and
+    ``u`` in scope (it may match them again); each of its rows (one per recommended item, with the
+    ``columns``, among them ``id``) travels as the map ``rrow`` through the per-item reasons of
+    :data:`Q_EXPLAIN_FAST_USER`, and every result row holds ``rrow`` next to that query's columns.
+    No row at all when the co-likes are stale: the caller then runs the two queries separately.
+    """
+    carry = "{" + ", ".join(f"`{c}`: `{c}`" for c in columns) + "}"
+    reasons = (_FAST_REASONS.replace("WITH d, m, u, liked,", "WITH d, m, u, rrow, liked,").replace("RETURN rec.id AS id", "RETURN rrow, rec.id AS id")
+               .replace(_SELF_LIKED, "0 AS self"))  # the recommended items are unseen (exclude_seen): never liked
+    q = (_FAST_ANCHORS_USER + _FAST_PREP + "CALL (d, m, u) {\n" + recommend_query + "}\n"
+         + f"WITH d, m, u, liked, liked_ratings, anchors, anchor_attrs, anchor_text, {carry} AS rrow\n"
+         + "MATCH (rec:Item {dataset: $dataset, gen: d.gen, id: rrow.id})\n" + reasons)
+    return _with_types(q, types)
 
 
 def _present_attr_types(driver: neo4j.Driver, database: str) -> tuple[str, ...]:

@@ -230,7 +230,7 @@ CALL (g_hits, c_hits, p_hits, i_hits) {
 # already applied), shared by the index search above and the serving-list path below.
 _FUSED_SCORING = """
 WITH d, m, u, uvec, st, prof, n, unorm, w, g_min, c_min, c_used, p_min, p_used, i, gs, cs, checked
-WHERE checked OR (""" + _ITEM_FILTERS + """)
+WHERE __CANDIDATE_FILTER__
 WITH m, u, uvec, st, prof, n, unorm, w, g_min, c_min, c_used, p_min, p_used, i, cs,
      CASE WHEN gs IS NULL THEN vector.similarity.cosine(uvec, i[m.item_prop]) ELSE gs END AS gcos
 WHERE gcos IS NOT NULL
@@ -255,11 +255,12 @@ RETURN m.version AS version, m.tag AS tag, m.max_norm AS max_norm, m.n_items AS 
        CASE WHEN $with_vectors THEN i[m.item_prop] ELSE null END AS vector
 """
 
-Q_RECOMMEND_FUSED = _Q_FUSED_SOURCES + _FUSED_SCORING
+Q_RECOMMEND_FUSED = _Q_FUSED_SOURCES + _FUSED_SCORING.replace("__CANDIDATE_FILTER__", "checked OR (" + _ITEM_FILTERS + ")")
 
 # The serving-list path (graph.serving_lists): the first $fetch entries of the user's list of the
 # active model, filtered, the first $limit survivors in list order; then the same scoring. ``n`` is
-# the list's length (0 rows and a list longer than $fetch: the caller grows $fetch).
+# the list's length (fewer than $limit rows and a list longer than $fetch: the caller grows $fetch).
+# The user's items are collected once (one expansion) instead of an Expand(Into) per candidate.
 Q_RECOMMEND_LISTED = """
 MATCH (d:Dataset {name: $dataset})
 MATCH (m:ActiveModel {dataset: $dataset})
@@ -273,13 +274,15 @@ WITH d, m, u, uvec, top, st, size(top) AS n,
 WITH d, m, u, uvec, top, st, n, unorm, CASE WHEN st IS NULL THEN [1.0, 0.0, 0.0] ELSE m.fusion_weights[b..b + 3] END AS w
 WITH d, m, u, uvec, top, st, n, unorm, w,
      CASE WHEN w[1] > 0 AND m.profile_prop IS NOT NULL AND m.text_prop IS NOT NULL THEN u[m.profile_prop] END AS prof
+WITH d, m, u, uvec, top, st, n, unorm, w, prof,
+     CASE WHEN $exclude_seen THEN COLLECT { MATCH (u)-[:INTERACTED]->(x) RETURN x } ELSE [] END AS seen
 UNWIND range(0, CASE WHEN $fetch < n THEN $fetch ELSE n END - 1) AS r
 MATCH (i:Item {dataset: $dataset, gen: d.gen, id: top[r]})
-WHERE """ + _ITEM_FILTERS + """
+WHERE NOT i IN seen AND """ + _ITEM_FILTERS.replace(_SEEN_FILTER, "true") + """
 WITH d, m, u, uvec, st, prof, n, unorm, w, i, r ORDER BY r LIMIT $limit
 WITH d, m, u, uvec, st, prof, n, unorm, w, null AS g_min, null AS c_min, false AS c_used, null AS p_min, false AS p_used, i,
      null AS gs, null AS cs, true AS checked
-""" + _FUSED_SCORING
+""" + _FUSED_SCORING.replace("__CANDIDATE_FILTER__", "checked")
 
 
 Q_RECOMMEND_VECTOR = """
@@ -568,6 +571,15 @@ def _recommend_fused(
         params["fetch"] = min(params["fetch"] * 4, max(n_items, 1))
 
 
+def list_fetch(k: int, f: Filters, oversample: int = DEFAULT_OVERSAMPLE) -> int:
+    """How many serving-list entries the first list query reads: the list already leaves out what the
+    user had seen at publication, so without attribute filters ``2k`` (plus the excluded ids) almost
+    always leaves ``k``; attribute filters take ``k * oversample``."""
+    if f.genres is not None or f.year_min is not None or f.year_max is not None:
+        return max(k * oversample, 10)
+    return 2 * k + len(f.exclude_ids)
+
+
 def _recommend_listed(
     driver: neo4j.Driver, user_id: str, k: int, f: Filters, dataset: str, database: str, oversample: int,
 ) -> RecommendationList | None:
@@ -577,7 +589,7 @@ def _recommend_listed(
     (seen items kept, an include list, diversity re-ranking)."""
     if not f.exclude_seen or f.include_ids is not None or f.diversity > 0:
         return None
-    params = {**_params(dataset, f, k, max(k * oversample, 10), False), "user_id": user_id}
+    params = {**_params(dataset, f, k, list_fetch(k, f, oversample), False), "user_id": user_id}
     while True:
         rows = read(driver, Q_RECOMMEND_LISTED, params, database)
         if len(rows) >= k:

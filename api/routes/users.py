@@ -11,6 +11,7 @@ from api.deps import GraphDep
 from api.schemas import ErrorOut, RecommendationsOut, RecommendedItemOut
 from graph.explain import explain
 from graph.recommend import RecommendationList, recommend, validate_filters
+from graph.recommend_explained import recommend_explained
 from graphrec.errors import UnknownItemError
 
 router = APIRouter(prefix="/users", tags=["recommendations"])
@@ -52,7 +53,8 @@ async def get_recommendations(
     explain_: Annotated[bool, Query(alias="explain", description="Attach explanations (graph paths + weights).")] = False,
     reasons: Annotated[int, Query(ge=1, le=4, description="Reasons per item when explaining.")] = 3,
 ) -> Response:
-    """Vector search with the user's embedding, then Cypher filters; explanations come from one more query.
+    """The user's serving list (or a vector search with the user's embedding), then Cypher filters; with
+    ``explain=true`` the explanations come from the same query when both fast paths apply, else from one more.
 
     ``async`` with the blocking driver work in ONE worker-thread hop (a sync route would also run its
     dependency and the response validation in the thread pool: three hops per request).
@@ -61,9 +63,16 @@ async def get_recommendations(
                                     exclude_ids=exclude or [], diversity=diversity))
 
     def work() -> Response:
-        recs = recommend(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database)
+        both = recommend_explained(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database,
+                                   max_reasons=reasons) if explain_ else None
+        if both is not None:  # one round trip: the user's serving list and the materialised explanations
+            out = RecommendationsOut(dataset=both[0].dataset, model_version=both[0].model_version, user_id=user_id,
+                                     items=[RecommendedItemOut(**i.model_dump(), explanation=both[1].get(i.item_id)) for i in both[0].items])
+        else:
+            recs = recommend(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database)
+            out = with_explanations(graph, recs, explain_, reasons, user_id=user_id)
         # serialised here by pydantic-core: FastAPI would re-validate the model and encode it with json.dumps
-        return Response(with_explanations(graph, recs, explain_, reasons, user_id=user_id).model_dump_json(), media_type="application/json")
+        return Response(out.model_dump_json(), media_type="application/json")
 
     return await run_in_threadpool(work)
 

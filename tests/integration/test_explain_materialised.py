@@ -17,6 +17,7 @@ from graph.connection import read
 from graph.embeddings import publish
 from graph.explain import build_co_likes, explain, refresh_co_likes, verify_reason
 from graph.recommend import Filters, Interaction, recommend, record_interaction
+from graph.recommend_explained import recommend_explained
 from graph.recommend_fixtures import load_toy_graph, random_embeddings
 
 DS = "toy-colike"
@@ -86,6 +87,26 @@ def test_fast_path_answers_and_every_reason_rechecks(toy: dict[str, Any]) -> Non
     assert {"collaborative", "content", "popularity", "semantic"} <= kinds
 
 
+@pytest.mark.parametrize("reasons", [3, 4])
+def test_one_query_path_equals_the_two_calls(toy: dict[str, Any], reasons: int) -> None:
+    """recommend_explained (serving list + materialised explanations in one query) answers exactly
+    what recommend followed by explain answer, and every reason re-checks."""
+    d, db = toy["driver"], toy["db"]
+    for user in USERS:
+        both = recommend_explained(d, user, 10, dataset=DS, database=db, max_reasons=reasons)
+        assert both is not None
+        recs, exps = both
+        want = recommend(d, user, 10, dataset=DS, database=db)
+        assert recs.candidates == "list" and recs.model_dump() == want.model_dump()
+        want_exps = explain(d, [i.item_id for i in want.items], dataset=DS, user_id=user, max_reasons=reasons, database=db)
+        assert {k: v.model_dump() for k, v in exps.items()} == {k: v.model_dump() for k, v in want_exps.items()}
+        assert {e.method for e in exps.values()} == {"materialised"}
+        _assert_verified(toy, user, exps)
+    # what the list does not cover, and an unknown user: no answer, the caller makes the two calls
+    assert recommend_explained(d, USERS[0], 10, Filters(exclude_seen=False), dataset=DS, database=db) is None
+    assert recommend_explained(d, "nobody", 10, dataset=DS, database=db) is None
+
+
 def test_fast_path_for_cold_start_anchors(toy: dict[str, Any]) -> None:
     d, db = toy["driver"], toy["db"]
     pairs = _stored_pairs(toy)
@@ -148,6 +169,7 @@ def test_api_feedback_refreshes_counts_and_other_writes_fall_back_to_live(toy: d
     _, exps = _explain_all(toy, stale_user)
     assert {e.method for e in exps.values()} == {"live"}
     _assert_verified(toy, stale_user, exps)
+    assert recommend_explained(d, stale_user, 10, dataset=DS, database=db) is None  # stale co-likes: the two calls answer
     # a refresh does not bless a write it did not see: still live
     assert refresh_co_likes(d, DS, USERS[2], pair["a"], created=False, database=db) is not None
     _, exps = _explain_all(toy, stale_user)

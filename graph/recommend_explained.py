@@ -1,0 +1,80 @@
+"""Explained recommendations in ONE round trip: the serving-list query and the materialised explanation
+query composed into one Cypher statement (:func:`graph.explain.explained_query`).
+
+What :func:`graph.recommend.recommend` followed by :func:`graph.explain.explain` return, for the
+requests both fast paths cover (a user with a serving list of the active model whose first
+``$fetch`` entries leave ``k`` items after the filters, and fresh materialised co-likes). Any other
+request returns ``None`` and the caller runs the two calls; the answers are the same either way
+(an integration test compares them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import neo4j
+
+from graph.connection import read
+from graph.explain import Explanation, _fast_rows, _present_attr_types, build_reasons, explained_query
+from graph.recommend import (
+    DEFAULT_OVERSAMPLE,
+    Q_RECOMMEND_LISTED,
+    Filters,
+    RecommendationList,
+    _check_k,
+    _fused_list,
+    _fused_ranking,
+    _params,
+    list_fetch,
+    validate_filters,
+)
+
+SCORED_COLUMNS: tuple[str, ...] = (
+    "version", "tag", "max_norm", "n_items", "n", "unorm", "st", "w", "pop_mean", "pop_std", "g_min", "c_min", "c_used", "p_min", "p_used",
+    "id", "title", "year", "g", "p", "fused", "c", "genres", "vector",
+)
+"""Columns of :data:`graph.recommend.Q_RECOMMEND_LISTED` (carried per item through the explanation)."""
+
+
+def recommend_explained(
+    driver: neo4j.Driver,
+    user_id: str,
+    k: int = 10,
+    filters: Filters | dict[str, Any] | None = None,
+    *,
+    dataset: str,
+    database: str = "neo4j",
+    max_reasons: int = 3,
+    oversample: int = DEFAULT_OVERSAMPLE,
+    max_anchors: int = 15,
+    max_liked: int = 200,
+    like_threshold: float = 4.0,
+    n_witnesses: int = 3,
+) -> tuple[RecommendationList, dict[str, Explanation]] | None:
+    """Top-``k`` items of a known user with their explanations, in one query, or ``None`` when the
+    request needs the separate calls (see the module docstring).
+
+    Args:
+        max_reasons, max_anchors, max_liked, like_threshold, n_witnesses: As in :func:`graph.explain.explain`.
+
+    Raises:
+        InvalidArgumentError: Bad ``k`` or filters.
+    """
+    _check_k(k)
+    f = validate_filters(filters)
+    if not f.exclude_seen or f.include_ids is not None or f.diversity > 0 or not 1 <= max_reasons <= 4:
+        return None
+    query = explained_query(Q_RECOMMEND_LISTED, SCORED_COLUMNS, _present_attr_types(driver, database))
+    params = {**_params(dataset, f, k, list_fetch(k, f, oversample), False), "user_id": user_id, "like": like_threshold,
+              "max_anchors": max_anchors, "max_liked": max_liked, "n_witnesses": n_witnesses}
+    rows = read(driver, query, params, database)
+    if len(rows) < k:
+        return None
+    recs = [dict(r["rrow"]) for r in rows]
+    p, scored, _ = _fused_ranking(recs, k, complete=True)
+    listed = _fused_list(scored, p, dataset, k, f, user_id, int(recs[0]["n"]), True, source="list")
+    explanations = {r["id"]: build_reasons(r, user_id, max_reasons, "materialised") for r in _fast_rows(rows)}
+    return listed, explanations
+
+
+__all__ = ["SCORED_COLUMNS", "recommend_explained"]
