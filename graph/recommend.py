@@ -9,6 +9,11 @@ The index is searched with an oversampled ``k`` (``k * oversample`` plus the num
 user already interacted with when those are excluded); when the filters leave fewer than ``k``
 items the search is repeated with a 4x larger ``k`` until the whole catalogue was searched.
 
+When the active publication has serving lists (:mod:`graph.serving_lists`), a request they cover is
+answered from the user's list instead: its first entries are filtered in list order and re-scored
+with the same Cypher, which is provably the same top ``k`` (``RecommendationList.candidates`` says
+``list`` or ``index``).
+
 When the active publication carries score-fusion data (a fusion checkpoint, see
 :mod:`graph.recommend_fusion`), :func:`recommend` ranks by the fused score the offline evaluation
 picked (graph + content + popularity, standardised per user, weights per activity bucket):
