@@ -63,7 +63,7 @@ def export_embeddings(checkpoint: str | os.PathLike[str] | Checkpoint) -> Embedd
         "created_at": ckpt.meta.created_at,
         "val_metrics": dict(ckpt.meta.val_metrics),
         "test_metrics": dict(ckpt.meta.test_metrics),
-        "similarity": "dot",
+        "similarity": getattr(model, "similarity", "dot"),
     }
     return EmbeddingSet(
         model_version=ckpt.meta.version,

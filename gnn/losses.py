@@ -51,17 +51,24 @@ class SampledSoftmaxLoss(torch.nn.Module):
         return -torch.log_softmax(logits, dim=-1)[:, 0].mean()
 
 
-def l2_ego(users0: Tensor, pos0: Tensor, neg0: Tensor) -> Tensor:
+def l2_ego(users0: Tensor, pos0: Tensor, neg0: Tensor, shared: bool = False) -> Tensor:
     r"""LightGCN's L2 term on the batch's layer-0 embeddings, averaged over the batch.
 
     .. math::
         \frac{1}{2B}\left(\lVert E_u^{(0)} \rVert^2 + \lVert E_{i^+}^{(0)} \rVert^2
         + \tfrac{1}{N}\lVert E_{i^-}^{(0)} \rVert^2\right)
 
+    With ``shared`` negatives (the same :math:`N` rows for every positive) the negative term is the
+    same sum over the :math:`B \times N` (positive, negative) pairs,
+    :math:`\tfrac{B}{N}\lVert E_{i^-}^{(0)} \rVert^2`, computed without expanding.
+
     Shapes:
         - **input:** users0 :math:`(B, d)`, pos0 :math:`(B, d)`, neg0 :math:`(B, N, d)`
+          (shared: :math:`(N, d)`)
     """
     b = users0.size(0)
+    if shared:
+        return (users0.pow(2).sum() + pos0.pow(2).sum() + neg0.pow(2).sum() * b / neg0.size(0)) / (2 * b)
     n = neg0.size(1) if neg0.dim() == 3 else 1
     return (users0.pow(2).sum() + pos0.pow(2).sum() + neg0.pow(2).sum() / n) / (2 * b)
 

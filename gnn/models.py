@@ -25,14 +25,33 @@ How to plug in a new model (e.g. feature-level text fusion):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn.models import LightGCN
 
 from graphrec.errors import ModelError
 from gnn.propagation import normalized_adjacency, propagate, propagate_rows
+
+Similarity = Literal["dot", "cosine"]
+"""How an embedding model scores (user, item): ``dot`` product of the final embeddings, or their
+``cosine`` (the final embeddings are L2-normalised, then dotted)."""
+
+SIMILARITIES: tuple[str, ...] = ("dot", "cosine")
+
+
+def check_similarity(similarity: str) -> str:
+    """Validate a similarity name.
+
+    Raises:
+        ModelError: Not ``dot`` or ``cosine``.
+    """
+    if similarity not in SIMILARITIES:
+        raise ModelError(f"unknown similarity {similarity!r}; use one of {list(SIMILARITIES)}")
+    return similarity
+
 
 class BatchEmbeddings(NamedTuple):
     """One training batch's final (``users``, ``pos``, ``neg``) and layer-0 (``*0``) embeddings."""
@@ -151,10 +170,20 @@ class RecModel(Recommender):
     """A trainable embedding recommender: scores are dot products of final user and item embeddings.
 
     Subclasses implement :meth:`embeddings` and :meth:`ego`; :meth:`adjacency` gives the normalised
-    user-item adjacency built from the training interactions (cached per device).
+    user-item adjacency built from the training interactions (cached per device). A model with
+    ``similarity == "cosine"`` returns L2-normalised final embeddings from :meth:`embeddings` and
+    :meth:`batch_embeddings` (see :meth:`finalize`), so every dot product downstream (loss,
+    :meth:`scorer`, exported vectors) is a cosine.
     """
 
     trainable: ClassVar[bool] = True
+    similarity: str = "dot"
+    """``dot`` or ``cosine``; subclasses that support cosine set it per instance (and in ``init_kwargs``)."""
+
+    def finalize(self, x: Tensor) -> Tensor:
+        r"""Apply the model's similarity to final embeddings: identity for ``dot``,
+        :math:`\mathbf{x} / \max(\lVert \mathbf{x} \rVert_2, \epsilon)` row-wise for ``cosine``."""
+        return F.normalize(x, dim=-1) if self.similarity == "cosine" else x
 
     def __init__(self, num_users: int, num_items: int) -> None:
         super().__init__(num_users, num_items)
@@ -234,6 +263,9 @@ class LightGCNRecommender(RecModel):
         num_layers (int, optional): Propagation layers. (default: ``3``)
         init_std (float, optional): Std of the normal init of the layer-0 embeddings (the reference
             PyTorch implementation uses 0.1); ``None`` keeps PyG's Xavier init. (default: ``0.1``)
+        similarity (str, optional): ``dot`` scores :math:`\mathbf{e}_u^\top \mathbf{e}_i`;
+            ``cosine`` scores :math:`\mathbf{e}_u^\top \mathbf{e}_i / (\lVert\mathbf{e}_u\rVert
+            \lVert\mathbf{e}_i\rVert)` (final embeddings L2-normalised). (default: ``"dot"``)
 
     Shapes:
         - **embeddings():** :math:`(U, d)`, :math:`(I, d)`
@@ -241,10 +273,17 @@ class LightGCNRecommender(RecModel):
     """
 
     def __init__(
-        self, num_users: int, num_items: int, embedding_dim: int = 64, num_layers: int = 3, init_std: float | None = 0.1
+        self,
+        num_users: int,
+        num_items: int,
+        embedding_dim: int = 64,
+        num_layers: int = 3,
+        init_std: float | None = 0.1,
+        similarity: Similarity = "dot",
     ) -> None:
         super().__init__(num_users, num_items)
-        self.init_kwargs.update(embedding_dim=embedding_dim, num_layers=num_layers, init_std=init_std)
+        self.similarity = check_similarity(similarity)
+        self.init_kwargs.update(embedding_dim=embedding_dim, num_layers=num_layers, init_std=init_std, similarity=similarity)
         self.init_std = init_std
         self.lightgcn = LightGCN(num_users + num_items, embedding_dim, num_layers, normalize=False)
         self.reset_parameters()
@@ -256,7 +295,7 @@ class LightGCNRecommender(RecModel):
             torch.nn.init.normal_(self.lightgcn.embedding.weight, std=self.init_std)
 
     def embeddings(self) -> tuple[Tensor, Tensor]:
-        out = propagate(self.lightgcn, self.lightgcn.embedding.weight, self.adjacency())
+        out = self.finalize(propagate(self.lightgcn, self.lightgcn.embedding.weight, self.adjacency()))
         return out[: self.num_users], out[self.num_users :]
 
     def ego(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
@@ -268,7 +307,7 @@ class LightGCNRecommender(RecModel):
         finals, egos = propagate_rows(
             self.lightgcn, self.lightgcn.embedding.weight, self.adjacency(), (users, pos + offset, neg + offset)
         )
-        return BatchEmbeddings(*finals, *egos)
+        return BatchEmbeddings(*(self.finalize(f) for f in finals), *egos)
 
 
 @register_model("mf")
@@ -283,11 +322,16 @@ class MatrixFactorization(RecModel):
         num_items (int): Number of items.
         embedding_dim (int, optional): Embedding size. (default: ``64``)
         init_std (float, optional): Std of the normal init. (default: ``0.1``)
+        similarity (str, optional): ``dot`` or ``cosine`` (embeddings L2-normalised before the
+            dot product). (default: ``"dot"``)
     """
 
-    def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, init_std: float = 0.1) -> None:
+    def __init__(
+        self, num_users: int, num_items: int, embedding_dim: int = 64, init_std: float = 0.1, similarity: Similarity = "dot"
+    ) -> None:
         super().__init__(num_users, num_items)
-        self.init_kwargs.update(embedding_dim=embedding_dim, init_std=init_std)
+        self.similarity = check_similarity(similarity)
+        self.init_kwargs.update(embedding_dim=embedding_dim, init_std=init_std, similarity=similarity)
         self.init_std = init_std
         self.user_embedding = torch.nn.Embedding(num_users, embedding_dim)
         self.item_embedding = torch.nn.Embedding(num_items, embedding_dim)
@@ -299,7 +343,7 @@ class MatrixFactorization(RecModel):
         torch.nn.init.normal_(self.item_embedding.weight, std=self.init_std)
 
     def embeddings(self) -> tuple[Tensor, Tensor]:
-        return self.user_embedding.weight, self.item_embedding.weight
+        return self.finalize(self.user_embedding.weight), self.finalize(self.item_embedding.weight)
 
     def ego(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
         return self.user_embedding(users), self.item_embedding(items)

@@ -2,7 +2,8 @@
 
 One epoch = every training interaction once as a positive, in a seeded random order, with
 ``num_negatives`` uniform negatives per positive drawn at the start of the epoch (vectorised,
-never a positive). Each step propagates the full graph (LightGCN's formulation), scores the
+never a positive), or, with ``shared_negatives``, ``num_negatives`` uniform items drawn per step
+and shared by the whole batch (a row's own positive masked out). Each step propagates the full graph (LightGCN's formulation), scores the
 batch, adds the L2 term on the batch's ego embeddings and takes an Adam step. Every
 ``eval_every`` epochs the validation part is evaluated; the best state (by ``monitor``) is kept
 and restored at the end; ``patience`` evaluations without improvement stop training.
@@ -75,6 +76,8 @@ def create_model(config: TrainConfig, data: InteractionData) -> RecModel:
     model = build_model(config.model, num_users=data.num_users, num_items=data.num_items, **config.model_kwargs())
     if not isinstance(model, RecModel):
         raise ModelError(f"model type {config.model!r} is not trainable")
+    if model.similarity != config.similarity:
+        raise ModelError(f"model type {config.model!r} does not support similarity {config.similarity!r}")
     model.set_interactions(data.train.users, data.train.items)
     return model
 
@@ -135,15 +138,22 @@ def train_model(
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen, device=device)
         users_e, items_e = pos_users[perm], pos_items[perm]
-        negs_e = sampler.sample(users_e, config.num_negatives, gen)
+        shared = config.shared_negatives
+        negs_e = None if shared else sampler.sample(users_e, config.num_negatives, gen)
         total = torch.zeros((), device=device)
         for s in range(steps):
             sl = slice(s * config.batch_size, (s + 1) * config.batch_size)
-            bu, bp, bn = users_e[sl], items_e[sl], negs_e[sl]
-            emb = model.batch_embeddings(bu, bp, bn)
+            bu, bp = users_e[sl], items_e[sl]
+            if negs_e is None:
+                # one set of uniform negatives for the whole batch: (B, d) x (d, N) scores
+                bn = torch.randint(0, data.num_items, (config.num_negatives,), generator=gen, device=device)
+                emb = model.batch_embeddings(bu, bp, bn)
+                neg = (emb.users @ emb.neg.t()).masked_fill(bn.unsqueeze(0) == bp.unsqueeze(1), -math.inf)
+            else:
+                emb = model.batch_embeddings(bu, bp, negs_e[sl])
+                neg = torch.einsum("bd,bnd->bn", emb.users, emb.neg)
             pos = (emb.users * emb.pos).sum(-1)
-            neg = torch.einsum("bd,bnd->bn", emb.users, emb.neg)
-            loss = loss_fn(pos, neg) + config.reg * l2_ego(emb.users0, emb.pos0, emb.neg0)
+            loss = loss_fn(pos, neg) + config.reg * l2_ego(emb.users0, emb.pos0, emb.neg0, shared=shared)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

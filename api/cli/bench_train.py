@@ -30,6 +30,14 @@ def register_bench(bench_app: typer.Typer) -> None:
         num_negatives: int | None = typer.Option(None, help="Override negatives per positive."),
         loss: str | None = typer.Option(None, help="Override the loss (bpr / softmax)."),
         lr: float | None = typer.Option(None, help="Override the learning rate."),
+        reg: float | None = typer.Option(None, help="Override the L2 weight on ego embeddings."),
+        temperature: float | None = typer.Option(None, help="Override the sampled-softmax temperature."),
+        similarity: str | None = typer.Option(None, help="Override the score: dot or cosine (L2-normalised final embeddings)."),
+        shared_negatives: bool | None = typer.Option(
+            None, "--shared-negatives/--per-positive-negatives",
+            help="Override: draw --num-negatives items per step, shared by the whole batch (or per positive).",
+        ),
+        threads: int | None = typer.Option(None, min=1, help="torch.set_num_threads(N) before training (default: torch's choice)."),
         device: str = typer.Option("auto", help="auto / cpu / cuda."),
         seed: int = typer.Option(2020, help="Seed."),
         time_limit: float | None = typer.Option(None, help="Stop after this many seconds (after the running epoch)."),
@@ -38,6 +46,8 @@ def register_bench(bench_app: typer.Typer) -> None:
         """Run a training recipe on LightGCN-format data; print epoch / eval times and accuracy."""
         import torch
 
+        if threads is not None:
+            torch.set_num_threads(threads)
         from graphrec.errors import InvalidArgumentError
         from graphrec.snapshot import SplitSpec
         from gnn.config import RECIPES
@@ -51,7 +61,8 @@ def register_bench(bench_app: typer.Typer) -> None:
             raise InvalidArgumentError(f"unknown recipe {recipe!r}; use one of {sorted(RECIPES)}")
         overrides: dict[str, Any] = dict(
             epochs=epochs, eval_every=eval_every, device=device, seed=seed,
-            batch_size=batch_size, num_negatives=num_negatives, loss=loss, lr=lr,
+            batch_size=batch_size, num_negatives=num_negatives, loss=loss, lr=lr, reg=reg,
+            temperature=temperature, similarity=similarity, shared_negatives=shared_negatives,
         )
         config = RECIPES[recipe](**{k: v for k, v in overrides.items() if v is not None})
         t0 = time.perf_counter()
@@ -89,7 +100,7 @@ def register_bench(bench_app: typer.Typer) -> None:
                 "note": "timings on a shared, busy 2-core machine unless stated otherwise",
             }
             (out / "bench_train.json").write_text(json.dumps(summary, indent=2))
-            plot_curves(out / "bench_train.png", history, title=f"LightGCN {recipe} recipe on {dataset}")
+            plot_curves(out / "bench_train.png", history, title=f"LightGCN {recipe} recipe on {dataset} (test part)")
             return summary
 
         def on_epoch(rec: EpochRecord) -> bool:

@@ -86,6 +86,11 @@ def train(
     negatives: int | None = typer.Option(None, "--negatives", help="Negatives per positive."),
     loss: str | None = typer.Option(None, "--loss", help="bpr or softmax."),
     temperature: float | None = typer.Option(None, "--temperature", help="Softmax temperature."),
+    similarity: str | None = typer.Option(None, "--similarity", help="dot or cosine (L2-normalised final embeddings)."),
+    shared_negatives: bool | None = typer.Option(
+        None, "--shared-negatives/--per-positive-negatives", help="Negatives drawn per step and shared by the batch, or per positive."
+    ),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch.set_num_threads(N) before training."),
     eval_every: int | None = typer.Option(None, "--eval-every", help="Validate every N epochs."),
     patience: int | None = typer.Option(None, "--patience", help="Evaluations without improvement before stopping (0: never)."),
     seed: int | None = typer.Option(None, "--seed", help="Training seed."),
@@ -94,6 +99,10 @@ def train(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Train a model on a snapshot and save a checkpoint, its training curve and its metrics."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
     from api.settings import get_settings
     from gnn.checkpoint import new_version, save_checkpoint
     from gnn.config import RECIPES, TrainConfig
@@ -112,7 +121,7 @@ def train(
     base = TrainConfig.load(config_file).model_dump() if config_file else RECIPES[recipe]().model_dump()
     overrides = dict(
         model=model, embedding_dim=dim, num_layers=layers, lr=lr, reg=reg, batch_size=batch_size, epochs=epochs,
-        num_negatives=negatives, loss=loss, temperature=temperature, eval_every=eval_every, patience=patience,
+        num_negatives=negatives, loss=loss, temperature=temperature, similarity=similarity, shared_negatives=shared_negatives, eval_every=eval_every, patience=patience,
         seed=seed, device=device or settings.device,
     )
     base.update({k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,58 @@
+"""``graphrec bench train`` hyperparameter options (tiny LightGCN-format files, one epoch)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.unit.cli_runner import run_cli
+
+
+def _lightgcn_files(folder: Path, num_users: int = 20, num_items: int = 25) -> Path:
+    rng = np.random.default_rng(0)
+    train, test = [], []
+    for u in range(num_users):
+        items = rng.choice(num_items, size=6, replace=False)
+        train.append(" ".join(map(str, [u, *items[:4]])))
+        test.append(" ".join(map(str, [u, *items[4:]])))
+    folder.mkdir()
+    (folder / "train.txt").write_text("\n".join(train) + "\n")
+    (folder / "test.txt").write_text("\n".join(test) + "\n")
+    return folder
+
+
+def test_bench_train_overrides_reach_the_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _lightgcn_files(tmp_path / "tiny")
+    threads = torch.get_num_threads()
+    try:
+        code, out, err = run_cli(
+            ["bench", "train", "--dataset", "tiny", "--path", str(data), "--recipe", "default", "--epochs", "1",
+             "--eval-every", "1", "--device", "cpu", "--batch-size", "16", "--num-negatives", "3",
+             "--similarity", "cosine", "--temperature", "0.15", "--reg", "0.001", "--lr", "0.002",
+             "--threads", "1", "--out", str(tmp_path / "out")],
+            capsys,
+        )
+        assert code == 0, out + err
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    summary = json.loads((tmp_path / "out" / "bench_train.json").read_text())
+    config = summary["config"]
+    assert (config["similarity"], config["temperature"], config["reg"], config["lr"]) == ("cosine", 0.15, 0.001, 0.002)
+    assert config["num_negatives"] == 3 and summary["torch_threads"] == 1
+    assert 0.0 <= summary["history"][-1]["metrics"]["recall@20"] <= 1.0
+    assert (tmp_path / "out" / "bench_train.png").is_file()
+
+
+def test_bench_train_rejects_unknown_similarity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _lightgcn_files(tmp_path / "tiny")
+    code, out, err = run_cli(
+        ["bench", "train", "--path", str(data), "--epochs", "1", "--device", "cpu", "--similarity", "euclid",
+         "--out", str(tmp_path / "out")],
+        capsys,
+    )
+    assert code != 0 and "similarity" in (out + err)
