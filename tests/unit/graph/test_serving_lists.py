@@ -78,3 +78,12 @@ def test_fusion_needs_text_vectors_and_size_zero_writes_nothing(world: dict) -> 
     with pytest.raises(ValueError):
         compute_serving_lists(world["users"], world["U"], world["items"], world["I"], world["seen"], 5, fusion=world["f"])
     assert compute_serving_lists(world["users"], world["U"], world["items"], world["I"], world["seen"], 0) == {}
+
+
+def test_list_fetch_reads_2k_entries_unless_attribute_filters_need_more() -> None:
+    from graph.recommend import Filters, list_fetch
+
+    assert list_fetch(10, Filters()) == 20
+    assert list_fetch(10, Filters(exclude_ids=["a", "b", "c"])) == 23
+    assert list_fetch(10, Filters(genres=["Crime"])) == 40
+    assert list_fetch(2, Filters(year_min=1990), oversample=4) == 10
