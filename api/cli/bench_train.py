@@ -65,6 +65,10 @@ def register_bench(bench_app: typer.Typer) -> None:
             temperature=temperature, similarity=similarity, shared_negatives=shared_negatives,
         )
         config = RECIPES[recipe](**{k: v for k, v in overrides.items() if v is not None})
+        tuned = {k: v for k, v in overrides.items() if v is not None and k not in ("epochs", "eval_every", "device", "seed")}
+        title = f"LightGCN {recipe} recipe on {dataset} (test part)"
+        if tuned:
+            title += ": " + ", ".join(f"{k}={v}" for k, v in tuned.items())
         t0 = time.perf_counter()
         frames = read_lightgcn(path, name=dataset)
         snap = snapshot_from_frames(frames, SplitSpec(name="fixed", params={"val_fraction": 0.0}), seed=seed)
@@ -87,6 +91,7 @@ def register_bench(bench_app: typer.Typer) -> None:
             summary = {
                 "dataset": dataset,
                 "recipe": recipe,
+                "overrides": tuned,
                 "config": config.model_dump(),
                 "device": str(dev),
                 "cpu": platform.processor() or platform.machine(),
@@ -100,7 +105,7 @@ def register_bench(bench_app: typer.Typer) -> None:
                 "note": "timings on a shared, busy 2-core machine unless stated otherwise",
             }
             (out / "bench_train.json").write_text(json.dumps(summary, indent=2))
-            plot_curves(out / "bench_train.png", history, title=f"LightGCN {recipe} recipe on {dataset} (test part)")
+            plot_curves(out / "bench_train.png", history, title=title)
             return summary
 
         def on_epoch(rec: EpochRecord) -> bool:

@@ -44,6 +44,7 @@ def test_bench_train_overrides_reach_the_config(tmp_path: Path, capsys: pytest.C
     config = summary["config"]
     assert (config["similarity"], config["temperature"], config["reg"], config["lr"]) == ("cosine", 0.15, 0.001, 0.002)
     assert config["num_negatives"] == 3 and summary["torch_threads"] == 1
+    assert summary["overrides"]["similarity"] == "cosine" and "epochs" not in summary["overrides"]
     assert 0.0 <= summary["history"][-1]["metrics"]["recall@20"] <= 1.0
     assert (tmp_path / "out" / "bench_train.png").is_file()
 
