@@ -418,6 +418,9 @@ RETURN old_tags
 """
 
 Q_MARKER_TAGS = "MATCH (cl:CoLiked {dataset: $dataset}) RETURN collect(cl.tag) AS tags"
+# The label and relationship type tokens exist before the first build reads them (a read naming a
+# token Neo4j has never seen makes it warn); idempotent.
+Q_CREATE_CO_LIKE_TOKENS = "CALL db.createLabel('CoLiked') CALL db.createRelationshipType('CO_LIKED')"
 
 # After feedback (u, i): recompute, from the live graph, the counts of the stored pairs (i, j) whose
 # other item j the user likes (the only pairs whose co-liker count can have changed: u counts for
@@ -780,6 +783,7 @@ def build_co_likes(
         both = np.intersect1d(liker_sets[a], liker_sets[b], assume_unique=True)
         return sorted(uids[int(x)] for x in both)[:STORED_WITNESSES]
 
+    write(driver, Q_CREATE_CO_LIKE_TOKENS, {}, database)
     old_tags = [t for t in read(driver, Q_MARKER_TAGS, {"dataset": dataset}, database)[0]["tags"] if t != tag]
     _delete_co_liked(driver, dataset, [tag], database)  # a rerun for the same tag starts clean
     rows = [{"a": eids[k], "nbrs": [{"b": eids[j], "count": c, "weight": w, "witnesses": witnesses(k, j)} for j, c, w in nb]}

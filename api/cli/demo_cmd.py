@@ -25,13 +25,14 @@ DEMO_USERS = ("1", "414", "599")
 def browser_queries(dataset: str, user: str, item: str) -> list[tuple[str, str]]:
     """Three Cypher queries for Neo4j Browser: recommendations, an explanation path, the model pointer."""
     return [
-        ("Top-10 recommendations of user %s from the vector index (dot-product order, seen items removed)" % user,
+        ("Top-10 recommendations of user %s as served: the user's serving list of the active model, seen items removed" % user,
          f"""MATCH (d:Dataset {{name: '{dataset}'}})
 MATCH (m:ActiveModel {{dataset: '{dataset}'}})
 MATCH (u:User {{dataset: '{dataset}', gen: d.gen, id: '{user}'}})
-CALL db.index.vector.queryNodes(m.item_index, 100 + COUNT {{ (u)-[:INTERACTED]->() }}, u[m.user_prop]) YIELD node AS i, score
-WHERE i.gen = d.gen AND NOT EXISTS {{ (u)-[:INTERACTED]->(i) }}
-RETURN i.id, i.title, score ORDER BY score DESC LIMIT 10"""),
+UNWIND range(0, size(u[m.top_prop]) - 1) AS r
+MATCH (i:Item {{dataset: '{dataset}', gen: d.gen, id: u[m.top_prop][r]}})
+WHERE NOT EXISTS {{ (u)-[:INTERACTED]->(i) }}
+RETURN r + 1 AS list_position, i.id, i.title ORDER BY list_position LIMIT 10"""),
         (f"Explanation paths of item {item} for user {user} (co-likers and shared genres; switch to the graph view)",
          f"""MATCH (d:Dataset {{name: '{dataset}'}})
 MATCH (u:User {{dataset: '{dataset}', gen: d.gen, id: '{user}'}})-[r:INTERACTED]->(a:Item)

@@ -46,6 +46,6 @@ def test_percentiles_and_run_load() -> None:
 def test_browser_queries_name_the_dataset_user_and_item() -> None:
     qs = browser_queries("movielens", "1", "1221")
     assert len(qs) == 3
-    assert "db.index.vector.queryNodes" in qs[0][1] and "id: '1'" in qs[0][1]
+    assert "m.top_prop" in qs[0][1] and "id: '1'" in qs[0][1]
     assert "id: '1221'" in qs[1][1] and "HAS_GENRE" in qs[1][1]
     assert "ActiveModel" in qs[2][1]
