@@ -441,14 +441,21 @@ CALL (u, i, m, cl) {
   WHERE c.tag = m.tag AND EXISTS { (u)-[r:INTERACTED]->(j) WHERE r.rating IS NULL OR r.rating >= cl.like }
   WITH i, j, c,
        COUNT { (i)<-[r1:INTERACTED]-(v:User)-[r2:INTERACTED]->(j)
-               WHERE (r1.rating IS NULL OR r1.rating >= cl.like) AND (r2.rating IS NULL OR r2.rating >= cl.like) } AS n,
-       COUNT { (i)<-[r:INTERACTED]-() WHERE r.rating IS NULL OR r.rating >= cl.like } AS li,
-       COUNT { (j)<-[r:INTERACTED]-() WHERE r.rating IS NULL OR r.rating >= cl.like } AS lj
-  SET c.count = n, c.weight = CASE WHEN li * lj > 0 THEN n / sqrt(toFloat(li * lj)) ELSE 0.0 END,
+               WHERE (r1.rating IS NULL OR r1.rating >= cl.like) AND (r2.rating IS NULL OR r2.rating >= cl.like) } AS n
+  SET c.count = n,
       c.witnesses = COLLECT { MATCH (i)<-[r1:INTERACTED]-(v:User)-[r2:INTERACTED]->(j)
                               WHERE (r1.rating IS NULL OR r1.rating >= cl.like) AND (r2.rating IS NULL OR r2.rating >= cl.like)
                               RETURN v.id LIMIT $n_witnesses }
   RETURN count(c) AS updated
+}
+// the item's liker count changed: every stored pair of the item gets its cosine weight again
+CALL (i, m, cl) {
+  WITH i, m, cl, COUNT { (i)<-[r:INTERACTED]-() WHERE r.rating IS NULL OR r.rating >= cl.like } AS li
+  MATCH (i)-[c:CO_LIKED]-(j:Item)
+  WHERE c.tag = m.tag
+  WITH li, c, COUNT { (j)<-[r:INTERACTED]-() WHERE r.rating IS NULL OR r.rating >= cl.like } AS lj
+  SET c.weight = CASE WHEN li * lj > 0 THEN c.count / sqrt(toFloat(li * lj)) ELSE 0.0 END
+  RETURN count(c) AS reweighted
 }
 RETURN updated
 """
@@ -829,8 +836,9 @@ def refresh_co_likes(driver: neo4j.Driver, dataset: str, user_id: str, item_id: 
     """Keep the materialised co-likes exact after feedback ``(user_id)-[:INTERACTED]->(item_id)``.
 
     Call it after the feedback write committed (``created``: the write created a relationship).
-    Recomputes, from the live graph, the count, weight and witnesses of every stored pair of
-    ``item_id`` whose partner the user likes, and moves the marker's relationship count on.
+    Recomputes, from the live graph, the count and witnesses of every stored pair of ``item_id``
+    whose partner the user likes, then the cosine weight of every stored pair of ``item_id`` (its
+    liker count changed), and moves the marker's relationship count on.
 
     Returns:
         The number of pairs recomputed, or ``None`` when the active model has no materialisation.

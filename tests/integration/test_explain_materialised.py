@@ -151,6 +151,17 @@ def test_api_feedback_refreshes_counts_and_other_writes_fall_back_to_live(toy: d
         assert r.status_code == 201 and r.json()["created_relationship"] is True
         after = {(p["a"], p["b"]): p["count"] for p in _stored_pairs(toy)}
         assert after[(pair["a"], pair["b"])] == pair["count"] + 1
+        # every stored pair of the item carries the live cosine weight (its liker count changed)
+        live_w = read(d, """
+            MATCH (m:ActiveModel {dataset: $ds})
+            MATCH (a:Item {dataset: $ds})-[c:CO_LIKED]-(b:Item) WHERE c.tag = m.tag AND (a.id = $i)
+            WITH a, b, c,
+                 COUNT { (a)<-[r1:INTERACTED]-(v:User)-[r2:INTERACTED]->(b)
+                         WHERE (r1.rating IS NULL OR r1.rating >= 4.0) AND (r2.rating IS NULL OR r2.rating >= 4.0) } AS n,
+                 COUNT { (a)<-[r:INTERACTED]-() WHERE r.rating IS NULL OR r.rating >= 4.0 } AS la,
+                 COUNT { (b)<-[r:INTERACTED]-() WHERE r.rating IS NULL OR r.rating >= 4.0 } AS lb
+            RETURN c.count AS count, c.weight AS weight, n, n / sqrt(toFloat(la * lb)) AS cosine""", {"ds": DS, "i": pair["a"]}, db)
+        assert live_w and all(r["count"] == r["n"] and r["weight"] == pytest.approx(r["cosine"], rel=1e-9) for r in live_w)
         body = client.get(f"/v1/users/{user}/recommendations", params={"k": 10, "explain": "true", "reasons": 4}).json()
         assert body["items"] and {it["explanation"]["method"] for it in body["items"]} == {"materialised"}
     for u in (user, *USERS[:2]):
