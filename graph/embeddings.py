@@ -49,7 +49,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from graph.connection import read, write
-from graph.serving_lists import DEFAULT_LIST_SIZE, compute_serving_lists, seen_items
+from graph.serving_lists import DEFAULT_LIST_SIZE, FusionTables, compute_serving_lists, seen_items
 from graphrec.errors import InvalidArgumentError, ModelNotReadyError, NotFoundError, QueryError
 
 log = logging.getLogger(__name__)
@@ -85,19 +85,9 @@ class EmbeddingSetLike(Protocol):
     item_vectors: Any
 
 
-class ServingFusionLike(Protocol):
-    """What :func:`publish` needs for score-level fusion at serving time (``gnn.fusion.serving.ServingFusion``)."""
-
-    user_ids: Sequence[str]
-    item_ids: Sequence[str]
-    bounds: Sequence[int]
-    weights: Any
-    history_sizes: Any
-    profiles: Any
-    user_stats: Any
-    popularity: Any
-    pop_mean: float
-    pop_std: float
+class ServingFusionLike(FusionTables, Protocol):
+    """What :func:`publish` needs for score-level fusion at serving time (``gnn.fusion.serving.ServingFusion``):
+    the tables of the fused ranking and the most popular ids."""
 
     def popular_ids(self, n: int = ...) -> list[str]: ...
 
