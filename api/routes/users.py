@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import GraphDep
 from api.schemas import ErrorOut, RecommendationsOut, RecommendedItemOut
-from graph.explain import explain
+from graph.explain import Explanation, explain
 from graph.recommend import RecommendationList, recommend, validate_filters
 from graph.recommend_explained import recommend_explained
 from graphrec.errors import UnknownItemError
@@ -33,7 +33,12 @@ def with_explanations(graph: GraphDep, recs: RecommendationList, explain_it: boo
     if explain_it and recs.items:
         exps = explain(graph.driver, [i.item_id for i in recs.items], dataset=graph.dataset, user_id=user_id,
                        anchor_item_ids=anchors, max_reasons=reasons, database=graph.database)
-    items = [RecommendedItemOut(**i.model_dump(), explanation=exps.get(i.item_id)) for i in recs.items]
+    return response_of(recs, exps)
+
+
+def response_of(recs: RecommendationList, explanations: dict[str, Explanation]) -> RecommendationsOut:
+    """The response body: every item with its explanation (``None`` when it has none)."""
+    items = [RecommendedItemOut(**i.model_dump(), explanation=explanations.get(i.item_id)) for i in recs.items]
     return RecommendationsOut(dataset=recs.dataset, model_version=recs.model_version, user_id=recs.user_id, item_id=recs.item_id, items=items)
 
 
@@ -66,8 +71,7 @@ async def get_recommendations(
         both = recommend_explained(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database,
                                    max_reasons=reasons) if explain_ else None
         if both is not None:  # one round trip: the user's serving list and the materialised explanations
-            out = RecommendationsOut(dataset=both[0].dataset, model_version=both[0].model_version, user_id=user_id,
-                                     items=[RecommendedItemOut(**i.model_dump(), explanation=both[1].get(i.item_id)) for i in both[0].items])
+            out = response_of(*both)
         else:
             recs = recommend(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database)
             out = with_explanations(graph, recs, explain_, reasons, user_id=user_id)
