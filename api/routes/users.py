@@ -78,7 +78,7 @@ async def get_recommendations(
         # serialised here by pydantic-core: FastAPI would re-validate the model and encode it with json.dumps
         return Response(out.model_dump_json(), media_type="application/json")
 
-    return await run_in_threadpool(work)
+    return await graph.run_query(work)
 
 
 @router.get("/{user_id}/recommendations/{item_id}/explanation.png", response_class=Response, responses={
