@@ -7,8 +7,13 @@ from pathlib import Path
 
 #: JVM flags the stock neo4j.conf adds (``server.jvm.additional``); the ``--add-opens`` and the
 #: netty property are required on JDK 17. ``-XX:+AlwaysPreTouch`` is left out for faster starts.
+#: ``-XX:MaxTenuringThreshold=1`` (graphrec's addition): what survives one young collection (caches,
+#: plans) moves to the old generation at once instead of being copied between survivor spaces up to
+#: 15 times. On the MovieLens demo graph serving explained recommendations at concurrency 8 the young
+#: pauses fell from ~14 ms to ~4.5 ms each (one every ~250 requests), which is what the p99 sees.
 JVM_FLAGS: tuple[str, ...] = (
     "-XX:+UseG1GC",
+    "-XX:MaxTenuringThreshold=1",
     "-XX:-OmitStackTraceInFastThrow",
     "-XX:+UnlockExperimentalVMOptions",
     "-XX:+TrustFinalNonStaticFields",
