@@ -10,6 +10,7 @@ request returns ``None`` and the caller runs the two calls; the answers are the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import neo4j
@@ -60,6 +61,32 @@ def recommend_explained(
     Raises:
         InvalidArgumentError: Bad ``k`` or filters.
     """
+    assemble = fetch_explained(driver, user_id, k, filters, dataset=dataset, database=database, max_reasons=max_reasons,
+                               oversample=oversample, max_anchors=max_anchors, max_liked=max_liked, like_threshold=like_threshold,
+                               n_witnesses=n_witnesses)
+    return None if assemble is None else assemble()
+
+
+def fetch_explained(
+    driver: neo4j.Driver,
+    user_id: str,
+    k: int = 10,
+    filters: Filters | dict[str, Any] | None = None,
+    *,
+    dataset: str,
+    database: str = "neo4j",
+    max_reasons: int = 3,
+    oversample: int = DEFAULT_OVERSAMPLE,
+    max_anchors: int = 15,
+    max_liked: int = 200,
+    like_threshold: float = 4.0,
+    n_witnesses: int = 3,
+) -> Callable[[], tuple[RecommendationList, dict[str, Explanation]]] | None:
+    """:func:`recommend_explained` in two steps: this call runs the query (the only part that talks to
+    Neo4j) and returns a function that builds the answer from its rows (pure Python), or ``None``
+    when the request needs the separate calls. The API runs the first step in a worker thread under
+    its admission limit and the second outside it, so Neo4j starts the next query meanwhile.
+    """
     _check_k(k)
     f = validate_filters(filters)
     if not f.exclude_seen or f.include_ids is not None or f.diversity > 0 or not 1 <= max_reasons <= 4:
@@ -70,11 +97,15 @@ def recommend_explained(
     rows = read(driver, query, params, database)
     if len(rows) < k:
         return None
-    recs = [dict(r["rrow"]) for r in rows]
-    p, scored, _ = _fused_ranking(recs, k, complete=True)
-    listed = _fused_list(scored, p, dataset, k, f, user_id, int(recs[0]["n"]), True, source="list")
-    explanations = {r["id"]: build_reasons(r, user_id, max_reasons, "materialised") for r in _fast_rows(rows)}
-    return listed, explanations
+
+    def assemble() -> tuple[RecommendationList, dict[str, Explanation]]:
+        recs = [dict(r["rrow"]) for r in rows]
+        p, scored, _ = _fused_ranking(recs, k, complete=True)
+        listed = _fused_list(scored, p, dataset, k, f, user_id, int(recs[0]["n"]), True, source="list")
+        explanations = {r["id"]: build_reasons(r, user_id, max_reasons, "materialised") for r in _fast_rows(rows)}
+        return listed, explanations
+
+    return assemble
 
 
-__all__ = ["SCORED_COLUMNS", "recommend_explained"]
+__all__ = ["SCORED_COLUMNS", "fetch_explained", "recommend_explained"]

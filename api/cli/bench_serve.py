@@ -93,6 +93,9 @@ def register_bench(bench_app: typer.Typer) -> None:
         users: int = typer.Option(200, "--users", min=1, help="Distinct users sampled for the requests."),
         seed: int = typer.Option(0, "--seed"),
         as_json: bool = typer.Option(False, "--json", help="Print only the JSON result."),
+        query_concurrency: int | None = typer.Option(
+            None, "--api-query-concurrency", min=0,
+            help="The API's admission limit (GRAPHREC_API_QUERY_CONCURRENCY; default: the setting, 2; 0 = none)."),
     ) -> None:
         """p50/p95/p99 + throughput of GET /v1/users/{id}/recommendations?explain=true vs the raw Cypher."""
         import httpx
@@ -138,7 +141,9 @@ def register_bench(bench_app: typer.Typer) -> None:
             results: dict[str, Any] = {"dataset": ds, "model_version": model.version, "k": k, "requests": requests,
                                        "users": len(sample), "cpu_count": os.cpu_count(), "levels": {}}
             port = _free_port()
-            env = {**os.environ, "GRAPHREC_DATASET": ds}
+            admission = settings.api_query_concurrency if query_concurrency is None else query_concurrency
+            results["api_query_concurrency"] = admission
+            env = {**os.environ, "GRAPHREC_DATASET": ds, "GRAPHREC_API_QUERY_CONCURRENCY": str(admission)}
             from api.cli.background_api import background_api
 
             with background_api("127.0.0.1", port, env=env, quiet=True) as api:
@@ -192,7 +197,8 @@ def register_bench(bench_app: typer.Typer) -> None:
             typer.echo(json.dumps(results, indent=2))
             return
         typer.echo(f"bench serve: dataset {ds}, model {model.version}, k={k}, {requests} requests per level, "
-                   f"{len(sample)} users, {os.cpu_count()} CPUs shared with Neo4j and the load generator")
+                   f"{len(sample)} users, {os.cpu_count()} CPUs shared with Neo4j and the load generator; "
+                   f"API admission limit {results['api_query_concurrency'] or 'none'} (GRAPHREC_API_QUERY_CONCURRENCY)")
         typer.echo("explanations answered by: " + ", ".join(f"{m} ({n} items)" for m, n in sorted(results["explain_methods"].items()))
                    + "  (materialised = CO_LIKED of the active model, see `graphrec publish`; live = liker sets per request; no cache)")
         typer.echo("candidates answered by: " + ", ".join(f"{m} ({n} users)" for m, n in sorted(results["candidate_sources"].items()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
@@ -11,7 +12,7 @@ from api.deps import GraphDep
 from api.schemas import ErrorOut, RecommendationsOut, RecommendedItemOut
 from graph.explain import Explanation, explain
 from graph.recommend import RecommendationList, recommend, validate_filters
-from graph.recommend_explained import recommend_explained
+from graph.recommend_explained import fetch_explained
 from graphrec.errors import UnknownItemError
 
 router = APIRouter(prefix="/users", tags=["recommendations"])
@@ -67,18 +68,22 @@ async def get_recommendations(
     filters = validate_filters(dict(exclude_seen=exclude_seen, genres=genre, year_min=year_min, year_max=year_max, include_ids=include,
                                     exclude_ids=exclude or [], diversity=diversity))
 
-    def work() -> Response:
-        both = recommend_explained(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database,
+    def work() -> Response | Callable[[], tuple[RecommendationList, dict[str, Explanation]]]:
+        assemble = fetch_explained(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database,
                                    max_reasons=reasons) if explain_ else None
-        if both is not None:  # one round trip: the user's serving list and the materialised explanations
-            out = response_of(*both)
-        else:
-            recs = recommend(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database)
-            out = with_explanations(graph, recs, explain_, reasons, user_id=user_id)
-        # serialised here by pydantic-core: FastAPI would re-validate the model and encode it with json.dumps
-        return Response(out.model_dump_json(), media_type="application/json")
+        if assemble is not None:  # one round trip: the user's serving list and the materialised explanations
+            return assemble
+        recs = recommend(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database)
+        return _json(with_explanations(graph, recs, explain_, reasons, user_id=user_id))
 
-    return await graph.run_query(work)
+    done = await graph.run_query(work)
+    # the one-query path's rows become the answer here, outside the admission limit (pure Python, no Neo4j)
+    return done if isinstance(done, Response) else _json(response_of(*done()))
+
+
+def _json(out: RecommendationsOut) -> Response:
+    """Serialised by pydantic-core (FastAPI would re-validate the model and encode it with json.dumps)."""
+    return Response(out.model_dump_json(), media_type="application/json")
 
 
 @router.get("/{user_id}/recommendations/{item_id}/explanation.png", response_class=Response, responses={

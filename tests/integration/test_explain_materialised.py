@@ -107,6 +107,36 @@ def test_one_query_path_equals_the_two_calls(toy: dict[str, Any], reasons: int) 
     assert recommend_explained(d, "nobody", 10, dataset=DS, database=db) is None
 
 
+@pytest.mark.parametrize("limit", [1, 0])
+def test_api_answers_the_one_query_path_under_its_admission_limit(toy: dict[str, Any], neo4j_info: Any, limit: int) -> None:
+    """The route runs the query under the admission limit and builds the answer outside it
+    (fetch_explained): concurrent requests, with and without a limit, each get exactly the one-query answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    d, db = toy["driver"], toy["db"]
+    want = {}
+    for user in USERS:
+        both = recommend_explained(d, user, 10, dataset=DS, database=db, max_reasons=3)
+        assert both is not None
+        recs, exps = both
+        want[user] = [(i.item_id, i.score, exps[i.item_id].model_dump(mode="json")) for i in recs.items]
+    app = create_app(Settings(dataset=DS, api_query_concurrency=limit), neo4j_info, startup_wait_s=10)
+    with TestClient(app) as client:
+
+        def get(user: str) -> tuple[str, Any]:
+            r = client.get(f"/v1/users/{user}/recommendations", params={"k": 10, "explain": "true"})
+            assert r.status_code == 200, r.text
+            return user, r.json()
+
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(get, list(USERS) * 3))
+    for user, body in answers:
+        got = [(i["item_id"], i["score"], i["explanation"]) for i in body["items"]]
+        assert [g[0] for g in got] == [w[0] for w in want[user]]
+        assert [g[1] for g in got] == pytest.approx([w[1] for w in want[user]])
+        assert [g[2] for g in got] == [w[2] for w in want[user]]
+
+
 def test_fast_path_for_cold_start_anchors(toy: dict[str, Any]) -> None:
     d, db = toy["driver"], toy["db"]
     pairs = _stored_pairs(toy)
