@@ -21,7 +21,7 @@ DEMO_EPOCHS ?= 20
 DEMO_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install test test-unit test-integration demo neo4j-start neo4j-stop neo4j-status clean distclean
+.PHONY: help install test test-unit test-gpu test-integration demo neo4j-start neo4j-stop neo4j-status clean distclean
 
 help:
 	@sed -n '2,7p' Makefile | sed 's/^#//'
@@ -41,13 +41,17 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 test: install
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS) tests/unit tests/integration
+	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS) tests/unit tests/integration
 
 test-unit: install
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS) tests/unit
+	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS) tests/unit
+
+# GPU tests (a CUDA machine): the same training / evaluation code path on the device.
+test-gpu: install
+	$(PY) -m pytest -m gpu $(PYTEST_ARGS) tests/unit
 
 test-integration: install
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS) tests/integration
+	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS) tests/integration
 
 # The demo's steps live in one place: `graphrec demo` (api/cli/demo_cmd.py).
 demo: install

@@ -182,10 +182,21 @@ def _fast_path(conv: torch.nn.Module, adj: Tensor) -> bool:
 
 
 def _operator_alphas(lightgcn: LightGCN, adj: Tensor, symmetric: bool) -> tuple[float, ...] | None:
-    """The layer weights when the whole propagation is :math:`P x` with a symmetric ``adj``, else ``None``."""
-    if symmetric and not lightgcn.alpha.requires_grad and all(_fast_path(c, adj) for c in lightgcn.convs):
-        return tuple(float(a) for a in lightgcn.alpha.tolist())
-    return None
+    """The layer weights when the whole propagation is :math:`P x` with a symmetric ``adj``, else ``None``.
+
+    The weights are read back from ``lightgcn.alpha`` once and cached against the buffer's identity
+    and version (``load_state_dict`` copies in place and bumps the version): on a GPU, reading them
+    on every step would block the host on the device once per step.
+    """
+    alpha = lightgcn.alpha
+    if not symmetric or alpha.requires_grad or not all(_fast_path(c, adj) for c in lightgcn.convs):
+        return None
+    key = (alpha.data_ptr(), alpha.device, alpha._version)
+    cached = getattr(lightgcn, "_graphrec_alphas", None)
+    if cached is None or cached[0] != key:
+        cached = (key, tuple(float(a) for a in alpha.tolist()))
+        lightgcn._graphrec_alphas = cached  # type: ignore[assignment]
+    return cached[1]
 
 
 def propagate(lightgcn: LightGCN, x0: Tensor, adj: Tensor, symmetric: bool = True) -> Tensor:

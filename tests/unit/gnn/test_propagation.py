@@ -109,3 +109,19 @@ def test_propagate_rows_without_ego_and_unused_outputs() -> None:
     x2 = x.detach().clone().requires_grad_(True)
     propagate(model, x2, adj)[idx[0]].sum().backward()
     torch.testing.assert_close(x.grad, x2.grad)
+
+
+def test_cached_layer_weights_follow_load_state_dict() -> None:
+    """The layer weights are cached per step, but a checkpoint with other weights is honoured."""
+    users, items = _graph(6, 5, 20, seed=3)
+    adj = normalized_adjacency(users, items, 6, 5, dtype=torch.float64)
+    model = LightGCN(11, 4, 2, normalize=False).double()
+    first = propagate(model, model.embedding.weight, adj)
+    state = model.state_dict()
+    state["alpha"] = torch.tensor([0.5, 0.3, 0.2], dtype=state["alpha"].dtype)
+    model.load_state_dict(state)
+    second = propagate(model, model.embedding.weight, adj)
+    x = model.embedding.weight.detach()
+    expected = 0.5 * x + 0.3 * (adj @ x) + 0.2 * (adj @ (adj @ x))
+    torch.testing.assert_close(second.detach(), expected)
+    assert not torch.allclose(first.detach(), second.detach())
