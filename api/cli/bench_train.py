@@ -102,7 +102,8 @@ def register_bench(bench_app: typer.Typer) -> None:
                 "mean_eval_seconds": sum(h["eval_seconds"] for h in evals) / len(evals) if evals else None,
                 "best": max(({"epoch": h["epoch"], **h["metrics"]} for h in evals), key=lambda r: r["ndcg@20"], default=None),
                 "history": history,
-                "note": "timings on a shared, busy 2-core machine unless stated otherwise",
+                "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+                "note": "timings on a shared machine (other jobs may run beside this one) unless stated otherwise",
             }
             (out / "bench_train.json").write_text(json.dumps(summary, indent=2))
             plot_curves(out / "bench_train.png", history, title=title)
