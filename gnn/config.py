@@ -52,6 +52,12 @@ class TrainConfig(BaseModel):
     positive is masked out of that row; a user's other training items are not excluded (each
     shared negative is one with probability ``|I_u| / |I|``, ~0.07 % on Gowalla)."""
 
+    positive_sampling: Literal["interaction", "user"] = "interaction"
+    """How an epoch's positives are drawn. ``interaction``: every training interaction once, in a
+    seeded random order. ``user``: as LightGCN's reference code does, as many draws as there are
+    training interactions, each a user drawn uniformly (among users with a negative) and one of that
+    user's training items drawn uniformly; light users get relatively more updates."""
+
     loss: Literal["bpr", "softmax"] = "bpr"
     """``bpr``: mean over negatives of ``softplus(s_neg - s_pos)``; ``softmax``: sampled-softmax
     cross-entropy of the positive against its negatives, logits divided by ``temperature``."""

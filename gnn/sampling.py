@@ -55,6 +55,21 @@ class NegativeSampler:
         pos = torch.searchsorted(self.keys, q).clamp_(max=self.keys.numel() - 1)
         return self.keys[pos] == q
 
+    def sample_positives(self, users: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One training item of each user entry, drawn uniformly among that user's positives.
+
+        Args:
+            users (Tensor): User indices, each with at least one positive.
+            generator (torch.Generator, optional): Random source (on the sampler's device).
+
+        Returns:
+            Item indices, same shape as ``users``.
+        """
+        u = users.long()
+        offset = (torch.rand(u.shape, generator=generator, device=self.keys.device, dtype=torch.float64) * self.degree[u]).long()
+        offset = torch.minimum(offset, self.degree[u] - 1)  # guards the (measure-zero) rand == 1 - eps rounding
+        return self.keys[self.user_start[u] + offset] % self.num_items
+
     def sample(self, users: Tensor, num_negatives: int = 1, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``num_negatives`` negatives per user entry.
 

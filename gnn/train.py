@@ -1,6 +1,7 @@
 """Training loop for any :class:`gnn.models.RecModel`: BPR / sampled-softmax, Adam, early stopping.
 
-One epoch = every training interaction once as a positive, in a seeded random order, with
+One epoch = every training interaction once as a positive, in a seeded random order (or, with
+``positive_sampling="user"``, as many uniformly drawn users with one random training item each), with
 ``num_negatives`` uniform negatives per positive drawn at the start of the epoch (vectorised,
 never a positive), or, with ``shared_negatives``, ``num_negatives`` uniform items drawn per step
 and shared by the whole batch (a row's own positive masked out). Each step propagates the full graph (LightGCN's formulation), scores the
@@ -120,6 +121,8 @@ def train_model(
     n = pos_users.numel()
     if n == 0:
         raise ModelError("every training user interacted with every item: no negatives to sample")
+    # users that can be drawn by user-uniform positive sampling: a training item and a negative
+    sample_users = torch.unique(pos_users)
     loss_fn = make_loss(config.loss, config.temperature)
     # fused Adam: one kernel per parameter instead of a dozen elementwise passes over the embedding table
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type in ("cpu", "cuda"))
@@ -136,8 +139,12 @@ def train_model(
     postfix: dict[str, str] = {}
     for epoch in bar:
         t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=gen, device=device)
-        users_e, items_e = pos_users[perm], pos_items[perm]
+        if config.positive_sampling == "user":
+            users_e = sample_users[torch.randint(0, sample_users.numel(), (n,), generator=gen, device=device)]
+            items_e = sampler.sample_positives(users_e, gen)
+        else:
+            perm = torch.randperm(n, generator=gen, device=device)
+            users_e, items_e = pos_users[perm], pos_items[perm]
         shared = config.shared_negatives
         negs_e = None if shared else sampler.sample(users_e, config.num_negatives, gen)
         total = torch.zeros((), device=device)

@@ -37,6 +37,9 @@ def register_bench(bench_app: typer.Typer) -> None:
             None, "--shared-negatives/--per-positive-negatives",
             help="Override: draw --num-negatives items per step, shared by the whole batch (or per positive).",
         ),
+        positive_sampling: str | None = typer.Option(
+            None, help="Override: interaction (every training pair once per epoch) or user (users drawn uniformly, as LightGCN's reference code).",
+        ),
         threads: int | None = typer.Option(None, min=1, help="torch.set_num_threads(N) before training (default: torch's choice)."),
         device: str = typer.Option("auto", help="auto / cpu / cuda."),
         seed: int = typer.Option(2020, help="Seed."),
@@ -63,6 +66,7 @@ def register_bench(bench_app: typer.Typer) -> None:
             epochs=epochs, eval_every=eval_every, device=device, seed=seed,
             batch_size=batch_size, num_negatives=num_negatives, loss=loss, lr=lr, reg=reg,
             temperature=temperature, similarity=similarity, shared_negatives=shared_negatives,
+            positive_sampling=positive_sampling,
         )
         config = RECIPES[recipe](**{k: v for k, v in overrides.items() if v is not None})
         tuned = {k: v for k, v in overrides.items() if v is not None and k not in ("epochs", "eval_every", "device", "seed")}

@@ -90,6 +90,9 @@ def train(
     shared_negatives: bool | None = typer.Option(
         None, "--shared-negatives/--per-positive-negatives", help="Negatives drawn per step and shared by the batch, or per positive."
     ),
+    positive_sampling: str | None = typer.Option(
+        None, "--positive-sampling", help="interaction (every training pair once per epoch) or user (users drawn uniformly, as LightGCN's reference code)."
+    ),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch.set_num_threads(N) before training."),
     eval_every: int | None = typer.Option(None, "--eval-every", help="Validate every N epochs."),
     patience: int | None = typer.Option(None, "--patience", help="Evaluations without improvement before stopping (0: never)."),
@@ -121,7 +124,8 @@ def train(
     base = TrainConfig.load(config_file).model_dump() if config_file else RECIPES[recipe]().model_dump()
     overrides = dict(
         model=model, embedding_dim=dim, num_layers=layers, lr=lr, reg=reg, batch_size=batch_size, epochs=epochs,
-        num_negatives=negatives, loss=loss, temperature=temperature, similarity=similarity, shared_negatives=shared_negatives, eval_every=eval_every, patience=patience,
+        num_negatives=negatives, loss=loss, temperature=temperature, similarity=similarity, shared_negatives=shared_negatives,
+        positive_sampling=positive_sampling, eval_every=eval_every, patience=patience,
         seed=seed, device=device or settings.device,
     )
     base.update({k: v for k, v in overrides.items() if v is not None})

@@ -57,10 +57,21 @@ def test_fixed_seed_gives_identical_runs(tiny_data: InteractionData, loss: str, 
     assert runs[0].best_epoch is not None and "ndcg@20" in runs[0].best_metrics
 
 
-def test_training_lowers_loss(tiny_data: InteractionData) -> None:
-    config = TrainConfig(**{**SMALL, "epochs": 8, "eval_every": 8})
+@pytest.mark.parametrize("positive_sampling", ["interaction", "user"])
+def test_training_lowers_loss(tiny_data: InteractionData, positive_sampling: str) -> None:
+    config = TrainConfig(**{**SMALL, "epochs": 8, "eval_every": 8, "positive_sampling": positive_sampling})
     res = train_model(create_model(config, tiny_data), tiny_data, config, progress=False)
     assert res.history[-1].loss < res.history[0].loss
+
+
+def test_user_sampling_is_seeded_and_differs_from_interaction_sampling(tiny_data: InteractionData) -> None:
+    runs = {}
+    for mode in ("user", "user", "interaction"):
+        config = TrainConfig(**{**SMALL, "epochs": 3, "eval_every": 3, "positive_sampling": mode})
+        res = train_model(create_model(config, tiny_data), tiny_data, config, progress=False)
+        runs.setdefault(mode, []).append([r.loss for r in res.history])
+    assert runs["user"][0] == runs["user"][1]
+    assert runs["user"][0] != runs["interaction"][0]
 
 
 def test_early_stopping_stops(tiny_data: InteractionData) -> None:

@@ -44,3 +44,20 @@ def test_seeded_and_full_user_rejected() -> None:
     assert torch.equal(a, b) and (a == 1).all()
     with pytest.raises(ModelError):
         s.sample(torch.tensor([0]), 1)
+
+
+def test_positive_sampling_draws_each_users_items_uniformly() -> None:
+    # user 0: items {1, 4, 6}; user 1: item {2}; user 2: items {0, 3}
+    users = torch.tensor([0, 0, 0, 1, 2, 2])
+    items = torch.tensor([6, 1, 4, 2, 3, 0])
+    sampler = NegativeSampler(users, items, 3, 8)
+    draws = torch.tensor([0, 1, 2]).repeat(3000)
+    got = sampler.sample_positives(draws, torch.Generator().manual_seed(0))
+    assert got.shape == draws.shape
+    for u, owned in ((0, {1, 4, 6}), (1, {2}), (2, {0, 3})):
+        picked = got[draws == u]
+        assert set(picked.tolist()) == owned
+        share = torch.bincount(picked, minlength=8)[sorted(owned)].float() / picked.numel()
+        assert torch.allclose(share, torch.full_like(share, 1 / len(owned)), atol=0.05)
+    again = sampler.sample_positives(draws, torch.Generator().manual_seed(0))
+    assert torch.equal(got, again)
