@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(None, description="GRAPHREC_ADMIN_TOKEN: bearer token for /v1/admin routes.")
     max_body_bytes: int = Field(1_000_000, gt=0, description="GRAPHREC_MAX_BODY_BYTES: larger request bodies get 413.")
     api_query_concurrency: int = Field(
-        2, ge=0, le=1000,
+        3, ge=0, le=1000,
         description="GRAPHREC_API_QUERY_CONCURRENCY: recommendation requests that run their Neo4j work at once in one API "
                     "process; the others wait in FIFO order (0 = no limit beyond the thread pool's 40).")
 

@@ -95,7 +95,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print only the JSON result."),
         query_concurrency: int | None = typer.Option(
             None, "--api-query-concurrency", min=0,
-            help="The API's admission limit (GRAPHREC_API_QUERY_CONCURRENCY; default: the setting, 2; 0 = none)."),
+            help="The API's admission limit (GRAPHREC_API_QUERY_CONCURRENCY; default: the setting, 3; 0 = none)."),
     ) -> None:
         """p50/p95/p99 + throughput of GET /v1/users/{id}/recommendations?explain=true vs the raw Cypher."""
         import httpx

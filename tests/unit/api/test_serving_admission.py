@@ -87,6 +87,6 @@ def test_startup_heap_is_frozen() -> None:
 
 
 def test_query_concurrency_setting_is_validated() -> None:
-    assert Settings().api_query_concurrency == 2
+    assert Settings().api_query_concurrency == 3
     with pytest.raises(ValueError):
         Settings(api_query_concurrency=-1)
