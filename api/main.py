@@ -175,6 +175,9 @@ def create_app(settings: Settings | None = None, connection_info: ConnectionInfo
         finally:
             app.state.jobs.shutdown()
             state.close()
+            import gc
+
+            gc.unfreeze()  # the process may go on (tests, an embedding app): its objects become collectable again
 
     app = FastAPI(
         title="graphrec",

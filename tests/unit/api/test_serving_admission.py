@@ -82,6 +82,7 @@ def test_startup_heap_is_frozen() -> None:
     try:
         with TestClient(app):
             assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() == 0  # shutdown gives the objects back to the collector
     finally:
         gc.unfreeze()
 
