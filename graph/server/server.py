@@ -51,6 +51,16 @@ ADMIN_ENTRY_POINT = "org.neo4j.server.startup.Neo4jAdminCommand"
 USER = "neo4j"
 
 
+#: Characters of generated passwords: letters and digits only. ``neo4j-admin dbms set-initial-password``
+#: takes the password as a positional argument, and one that starts with ``-`` (which ``token_urlsafe``
+#: produces one time in 64) is read as an option: the start then fails with "Missing required parameter".
+PASSWORD_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def new_password(length: int = 24) -> str:
+    """A random password of ``length`` letters and digits (~143 bits at the default length)."""
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
+
 class ServerStatus(BaseModel):
     """What ``graphrec neo4j status`` reports."""
 
@@ -285,7 +295,7 @@ class Neo4jServer:
                 f"restore it, or delete {self.home / 'data'} to start from an empty database"
             )
         else:
-            password = secrets.token_urlsafe(18)
+            password = new_password()
             fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(password + "\n")

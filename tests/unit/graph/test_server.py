@@ -220,3 +220,11 @@ os._exit(0)  # dies without stopping the server
             break
         time.sleep(0.1)
     assert pid_gone(pid)
+
+
+def test_generated_passwords_are_letters_and_digits() -> None:
+    """neo4j-admin reads a positional password starting with '-' as an option; ours never start so."""
+    passwords = {server.new_password() for _ in range(2000)}
+    assert len(passwords) == 2000
+    assert all(len(p) == 24 and p.isascii() and p.isalnum() for p in passwords)
+    assert {p[0] for p in passwords} <= set(server.PASSWORD_ALPHABET)
