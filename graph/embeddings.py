@@ -219,9 +219,11 @@ Q_ACTIVE_GEN = "MATCH (d:Dataset {name: $dataset}) RETURN d.gen AS gen"
 
 Q_ACTIVE_MODEL = "MATCH (m:ActiveModel {dataset: $dataset}) RETURN m {.*} AS m"
 
+# An item's text is its text, else its title; an item with neither has none (its id is no description:
+# encoding ids made every such pair "close", e.g. on Gowalla, which has no item text at all).
 Q_ITEMS_OF_GEN = """
 MATCH (i:Item {dataset: $dataset, gen: $gen})
-RETURN i.id AS id, coalesce(i.text, i.title, i.id) AS text
+RETURN i.id AS id, coalesce(i.text, i.title) AS text
 """
 
 Q_COUNT_WITH_PROP = "MATCH (n:`{label}` {{dataset: $dataset, gen: $gen}}) WHERE n.`{prop}` IS NOT NULL RETURN count(n) AS c"
@@ -413,7 +415,7 @@ def publish(
     # Items of the active generation the model does not know: cold items, vectors from text.
     graph_items = {r["id"]: r["text"] for r in read(driver, Q_ITEMS_OF_GEN, {"dataset": dataset, "gen": gen}, database)}
     known = set(item_ids)
-    cold_ids = [i for i in graph_items if i not in known]
+    cold_ids = [i for i in graph_items if i not in known and graph_items[i]]  # cold items need a text to embed
     n_cold = 0
     if cold_ids and cold_item_vectors is not None:
         cold = _as_matrix(cold_item_vectors([graph_items[i] for i in cold_ids]), "cold item vectors")
@@ -443,8 +445,9 @@ def publish(
         n_items_written = _write_vectors(driver, "Item", item_prop, dataset, gen, item_ids, aug_items, database, progress)
         text_prop: str | None = None
         n_text = 0
-        if text_vectors is not None:
-            t_ids = [i for i in item_ids if i in graph_items]
+        # only items with a text or a title get a text vector (none at all: no semantic reasons, no content fusion)
+        t_ids: list[str] = [i for i in item_ids if graph_items.get(i)] if text_vectors is not None else []
+        if text_vectors is not None and t_ids:
             tv = _as_matrix(text_vectors(t_ids, [graph_items[i] for i in t_ids]), "text vectors")
             text_prop = prop_name("txt", tag)
             n_text = _write_vectors(driver, "Item", text_prop, dataset, gen, t_ids, tv, database, progress)

@@ -24,13 +24,49 @@ class LoadedEmbeddings:
     coldstart: Any = None
 
 
-def latest_checkpoint(models_dir: Path) -> Path:
-    """The most recently written checkpoint (file or folder) under ``models_dir``."""
+def _is_checkpoint(p: Path) -> bool:
+    """A checkpoint folder (``model.pt`` or ``fusion.pt`` inside), a ``fusion.pt`` or an ``.npz`` file."""
+    if p.is_dir():
+        return (p / "model.pt").is_file() or (p / "fusion.pt").is_file()
+    return p.is_file() and (p.suffix == ".npz" or p.name == "fusion.pt")
+
+
+def _checkpoint_dataset(p: Path) -> str | None:
+    """The dataset a checkpoint folder records in its ``meta.json`` (None when it records none)."""
+    meta = p / "meta.json"
+    if not meta.is_file():
+        return None
+    try:
+        return json.loads(meta.read_text(encoding="utf-8")).get("dataset")
+    except (OSError, ValueError):
+        return None
+
+
+def latest_checkpoint(models_dir: Path, dataset: str | None = None) -> Path:
+    """The most recently written checkpoint under ``models_dir``, at most two folders down.
+
+    ``graphrec train`` writes ``models/<dataset>/<version>/``, ``graphrec fuse`` and the demo
+    ``models/<name>/``; partial folders (names starting with ``.``) are skipped. With ``dataset``,
+    a checkpoint that records another dataset in its ``meta.json`` is skipped.
+
+    Raises:
+        ConfigError: No models folder, or no checkpoint in it.
+    """
     if not models_dir.is_dir():
         raise ConfigError(f"no models folder {models_dir}: train a model first (`graphrec train`)")
-    candidates = [p for p in models_dir.iterdir() if not p.name.startswith(".")]
+    candidates: list[Path] = []
+    for first in models_dir.iterdir():
+        if first.name.startswith("."):
+            continue
+        if _is_checkpoint(first):
+            candidates.append(first)
+        elif first.is_dir():
+            candidates += [p for p in first.iterdir() if not p.name.startswith(".") and _is_checkpoint(p)]
+    if dataset is not None:
+        candidates = [p for p in candidates if _checkpoint_dataset(p) in (None, dataset)]
     if not candidates:
-        raise ConfigError(f"no checkpoint in {models_dir}: train a model first (`graphrec train`)")
+        where = f" for dataset {dataset!r}" if dataset is not None else ""
+        raise ConfigError(f"no checkpoint{where} in {models_dir}: train a model first (`graphrec train`)")
     return max(candidates, key=lambda p: p.stat().st_mtime)
 
 
@@ -189,7 +225,7 @@ def register(app: typer.Typer) -> None:
         settings = get_settings()
         if checkpoint is None and not latest:
             raise ConfigError("give --checkpoint PATH or --latest")
-        path = checkpoint if checkpoint is not None else latest_checkpoint(settings.models_dir)
+        path = checkpoint if checkpoint is not None else latest_checkpoint(settings.models_dir, dataset or settings.dataset)
         report = run_publish(path, dataset or settings.dataset, text_vectors=text_vectors, quiet=as_json, score_fusion=score_fusion,
                              serving_list_size=serving_list_size)
         if as_json:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import time
 from pathlib import Path
 
@@ -25,14 +27,35 @@ def test_load_embeddings_from_npz(tmp_path: Path) -> None:
         load_embeddings(tmp_path / "missing")
 
 
+def _checkpoint(folder: Path, dataset: str | None = None, weights: str = "model.pt") -> Path:
+    folder.mkdir(parents=True)
+    (folder / weights).write_bytes(b"x")
+    if dataset is not None:
+        (folder / "meta.json").write_text(json.dumps({"dataset": dataset}))
+    time.sleep(0.02)
+    return folder
+
+
 def test_latest_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         latest_checkpoint(tmp_path / "none")
-    (tmp_path / "old").mkdir()
-    time.sleep(0.01)
-    (tmp_path / "new").mkdir()
+    with pytest.raises(ConfigError):
+        latest_checkpoint(tmp_path)  # empty models folder
+    # `graphrec train` layout: models/<dataset>/<version>/ (the dataset folder itself is no checkpoint)
+    old = _checkpoint(tmp_path / "gowalla" / "20260101T000000Z-lightgcn", "gowalla")
+    fused = _checkpoint(tmp_path / "demo-movielens-1", weights="fusion.pt")  # `graphrec fuse` / demo layout
+    new = _checkpoint(tmp_path / "gowalla" / "20260102T000000Z-lightgcn", "gowalla")
+    (tmp_path / "gowalla" / ".tmp-partial").mkdir()
     (tmp_path / ".tmp-partial").mkdir()
-    assert latest_checkpoint(tmp_path).name == "new"
+    (tmp_path / "notes").mkdir()  # a folder without weights
+    assert latest_checkpoint(tmp_path) == new
+    assert latest_checkpoint(tmp_path, "gowalla") == new
+    # a checkpoint recording another dataset is skipped; one recording none may serve any dataset
+    assert latest_checkpoint(tmp_path, "movielens") == fused
+    assert old != new
+    npz = tmp_path / "exported.npz"
+    npz.write_bytes(b"x")
+    assert latest_checkpoint(tmp_path, "movielens") == npz
 
 
 def test_percentiles_and_run_load() -> None:
