@@ -560,7 +560,8 @@ def build_reasons(row: dict[str, Any], user_id: str | None, max_reasons: int, me
             rels.append({"type": "INTERACTED", "start": a_idx + 1, "end": a_idx})
             rels.append({"type": "INTERACTED", "start": a_idx + 1, "end": a_idx + 2})
         users = "user" if c["co"] == 1 else "users"
-        how = f"rated {c['title'] or c['anchor']} highly" if user_id is None or c["rating"] is None else f"rated {c['title'] or c['anchor']} {c['rating']:g}/5 like you"
+        # implicit feedback (no rating, e.g. check-ins): "liked", never a rating nobody gave
+        how = f"liked {c['title'] or c['anchor']}" if user_id is None or c["rating"] is None else f"rated {c['title'] or c['anchor']} {c['rating']:g}/5 like you"
         text = f"liked by {c['co']} {users} who also {how}" if user_id is not None else f"liked by {c['co']} {users} who also liked {c['title'] or c['anchor']}"
         reasons.append({"kind": "collaborative", "weight": min(1.0, max(0.0, float(c["weight"]))), "text": text, "anchor_item_id": c["anchor"],
                         "anchor_rating": c["rating"], "count": int(c["co"]), "witnesses": [str(w) for w in c["witnesses"]],

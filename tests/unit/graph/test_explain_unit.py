@@ -76,6 +76,16 @@ def test_fast_rows_feed_build_reasons() -> None:
     assert weights == sorted(weights, reverse=True)
 
 
+@pytest.mark.parametrize("rating,text", [(5.0, "liked by 5 users who also rated One 5/5 like you"),
+                                         (None, "liked by 5 users who also liked One")])
+def test_collaborative_text_names_a_rating_only_when_there_is_one(rating: float | None, text: str) -> None:
+    """Implicit feedback (check-ins, clicks) has no rating: the sentence must not invent one."""
+    collab = {"anchor": "i1", "title": "One", "co": 5, "weight": 0.5, "rating": rating, "witnesses": ["u7"]}
+    (row,) = _fast_rows([_fast_row(collab=collab, content=[], semantic=[])])
+    exp = build_reasons(row, "u1", 3, "materialised")
+    assert next(r for r in exp.reasons if r.kind == "collaborative").text == text
+
+
 @pytest.mark.parametrize("collab", [None, {"anchor": "i1", "title": "One", "co": 0, "weight": 0.1, "rating": 5.0, "witnesses": []},
                                     {"anchor": "i1", "title": "One", "co": 2, "weight": 0.1, "rating": 5.0, "witnesses": []}])
 def test_fast_rows_drop_collaborative_without_count_or_witness(collab: object) -> None:
