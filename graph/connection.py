@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import neo4j
-from neo4j import GraphDatabase, RoutingControl
+from neo4j import GraphDatabase, NotificationDisabledClassification, RoutingControl
 from neo4j import exceptions as neo4j_exc
 
 from graphrec.errors import Neo4jAuthError, Neo4jUnavailableError, QueryError
@@ -33,7 +33,10 @@ def open_driver(info: ConnectionInfo, verify: bool = True, **options: Any) -> ne
     """Create a driver for ``info`` and (optionally) check that the server answers.
 
     ``options`` override the driver configuration (for example the API uses short timeouts and
-    no transaction retries, so requests fail fast with 503 while Neo4j is down).
+    no transaction retries, so requests fail fast with 503 while Neo4j is down). Notifications of
+    the ``UNRECOGNIZED`` class ("property key does not exist") are off: the queries are written for
+    every dataset and read optional properties on purpose (``r.rating`` on check-in data, say),
+    and the driver would log each one as a warning.
 
     Raises:
         Neo4jAuthError: The server rejected the credentials.
@@ -47,6 +50,7 @@ def open_driver(info: ConnectionInfo, verify: bool = True, **options: Any) -> ne
                 "connection_acquisition_timeout": 10.0,
                 "connection_timeout": 5.0,
                 "max_transaction_retry_time": 5.0,
+                "notifications_disabled_classifications": [NotificationDisabledClassification.UNRECOGNIZED],
                 **options,
             },
         )

@@ -66,3 +66,15 @@ def test_dataset_without_any_text_publishes_without_text_vectors(neo4j_driver: A
     assert called == [] and report.text_vectors == 0 and report.model.text_prop is None
     exps = explain(neo4j_driver, item_ids[:5], dataset=ds, user_id="u1", max_reasons=4, database=db)
     assert all(r.kind != "semantic" for e in exps.values() for r in e.reasons)
+
+
+def test_optional_properties_log_no_warnings(neo4j_driver: Any, neo4j_info: Any, caplog: Any) -> None:
+    """Queries read optional properties (no ratings on check-in data): the driver must not warn about them."""
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="neo4j"):
+        rows = read(neo4j_driver, "MATCH (i:Item) WHERE i.graphrec_no_such_property IS NOT NULL RETURN count(i) AS c", {},
+                    neo4j_info.database)
+    assert rows[0]["c"] == 0
+    warned = [r for r in caplog.records if r.levelno >= logging.WARNING and "does not exist" in r.getMessage()]
+    assert warned == []
