@@ -42,28 +42,20 @@ def recommend_explained(
     user_id: str,
     k: int = 10,
     filters: Filters | dict[str, Any] | None = None,
-    *,
-    dataset: str,
-    database: str = "neo4j",
-    max_reasons: int = 3,
-    oversample: int = DEFAULT_OVERSAMPLE,
-    max_anchors: int = 15,
-    max_liked: int = 200,
-    like_threshold: float = 4.0,
-    n_witnesses: int = 3,
+    **options: Any,
 ) -> tuple[RecommendationList, dict[str, Explanation]] | None:
     """Top-``k`` items of a known user with their explanations, in one query, or ``None`` when the
     request needs the separate calls (see the module docstring).
 
     Args:
-        max_reasons, max_anchors, max_liked, like_threshold, n_witnesses: As in :func:`graph.explain.explain`.
+        options: The keyword options of :func:`fetch_explained` (``dataset`` is required;
+            ``database``, ``max_reasons``, ``oversample``, ``max_anchors``, ``max_liked``,
+            ``like_threshold``, ``n_witnesses``).
 
     Raises:
         InvalidArgumentError: Bad ``k`` or filters.
     """
-    assemble = fetch_explained(driver, user_id, k, filters, dataset=dataset, database=database, max_reasons=max_reasons,
-                               oversample=oversample, max_anchors=max_anchors, max_liked=max_liked, like_threshold=like_threshold,
-                               n_witnesses=n_witnesses)
+    assemble = fetch_explained(driver, user_id, k, filters, **options)
     return None if assemble is None else assemble()
 
 
