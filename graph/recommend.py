@@ -32,7 +32,7 @@ import neo4j
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from graph.connection import read, write
+from graph.connection import read
 from graph.embeddings import active_model, require_active_model
 from graph.recommend_fusion import FusionParams, ScoreParts, fused_score, score_parts, unseen_upper_bound
 from graphrec.errors import (

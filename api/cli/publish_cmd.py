@@ -150,7 +150,7 @@ def run_publish(checkpoint: Path, dataset: str, text_vectors: bool = True, quiet
         report = publish_checkpoint(driver, checkpoint, dataset, database=driver_db(settings), settings=settings,
                                     text_vectors=text_vectors, score_fusion=score_fusion, progress=bar.update,
                                     serving_list_size=serving_list_size)
-        from graph.explain import build_co_likes  # explanations' materialised co-likes of the new model (latency)
+        from graph.co_likes import build_co_likes  # explanations' materialised co-likes of the new model (latency)
 
         co_likes = build_co_likes(driver, dataset, tag=report.model.tag, database=driver_db(settings), progress=bar.update)
     return {**report.model_dump(), "co_likes": co_likes.model_dump()}

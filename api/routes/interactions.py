@@ -9,7 +9,7 @@ from fastapi import APIRouter, status
 from api.deps import GraphDep
 from api.routes.users import ERRORS
 from api.schemas import InteractionIn, InteractionOut
-from graph.explain import refresh_co_likes
+from graph.co_likes import refresh_co_likes
 from graph.recommend import Interaction, record_interaction
 
 router = APIRouter(prefix="/interactions", tags=["feedback"])

@@ -15,7 +15,8 @@ from api.main import create_app
 from api.settings import Settings
 from graph.connection import read
 from graph.embeddings import publish
-from graph.explain import build_co_likes, explain, refresh_co_likes, verify_reason
+from graph.co_likes import build_co_likes, refresh_co_likes
+from graph.explain import explain, verify_reason
 from graph.recommend import Filters, Interaction, recommend, record_interaction
 from graph.recommend_explained import recommend_explained
 from graph.recommend_fixtures import load_toy_graph, random_embeddings

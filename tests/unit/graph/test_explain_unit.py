@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from graph.explain import ATTRIBUTE_RELS, _fast_rows, attr_query, build_reasons, co_like_pairs
+from graph.co_likes import co_like_pairs
+from graph.explain import ATTRIBUTE_RELS, _fast_rows, attr_query, build_reasons
 
 
 def _random_likes(n_users: int, n_items: int, p: float, seed: int) -> tuple[list[int], list[int]]:
