@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
+from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import GraphDep
@@ -35,6 +36,19 @@ def with_explanations(graph: GraphDep, recs: RecommendationList, explain_it: boo
         exps = explain(graph.driver, [i.item_id for i in recs.items], dataset=graph.dataset, user_id=user_id,
                        anchor_item_ids=anchors, max_reasons=reasons, database=graph.database)
     return response_of(recs, exps)
+
+
+_OUT_FIELDS = set(RecommendationsOut.model_fields)
+
+
+def response_json(recs: RecommendationList, explanations: dict[str, dict[str, Any]]) -> Response:
+    """The response body from explanations given as plain dicts (:func:`graph.explain.explanation_dict`):
+    the same JSON as ``_json(response_of(...))`` (a unit test compares them) without validating again
+    what the graph layer built."""
+    body = recs.model_dump(include=_OUT_FIELDS)
+    for item in body["items"]:
+        item["explanation"] = explanations.get(item["item_id"])
+    return Response(to_json(body), media_type="application/json")
 
 
 def response_of(recs: RecommendationList, explanations: dict[str, Explanation]) -> RecommendationsOut:
@@ -68,9 +82,9 @@ async def get_recommendations(
     filters = validate_filters(dict(exclude_seen=exclude_seen, genres=genre, year_min=year_min, year_max=year_max, include_ids=include,
                                     exclude_ids=exclude or [], diversity=diversity))
 
-    def work() -> Response | Callable[[], tuple[RecommendationList, dict[str, Explanation]]]:
+    def work() -> Response | Callable[[], tuple[RecommendationList, dict[str, Any]]]:
         assemble = fetch_explained(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database,
-                                   max_reasons=reasons) if explain_ else None
+                                   max_reasons=reasons, as_dicts=True) if explain_ else None
         if assemble is not None:  # one round trip: the user's serving list and the materialised explanations
             return assemble
         recs = recommend(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database)
@@ -78,7 +92,7 @@ async def get_recommendations(
 
     done = await graph.run_query(work)
     # the one-query path's rows become the answer here, outside the admission limit (pure Python, no Neo4j)
-    return done if isinstance(done, Response) else _json(response_of(*done()))
+    return done if isinstance(done, Response) else response_json(*done())
 
 
 def _json(out: RecommendationsOut) -> Response:

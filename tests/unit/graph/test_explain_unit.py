@@ -106,3 +106,24 @@ def test_attr_query_names_only_present_allow_listed_types(kind: str, for_user: b
     assert "__ATTR_TYPES__" not in empty and "HAS_GENRE" not in empty
     everything = attr_query(kind, for_user, tuple(ATTRIBUTE_RELS))
     assert all(f"`{t}`" in everything for t in ATTRIBUTE_RELS)
+
+
+@pytest.mark.parametrize("user_id", ["u1", None])
+@pytest.mark.parametrize("over", [{}, {"content": [{"anchor": "i2", "title": None, "rating": None, "weight": 1.5,
+                                                    "shared": ["HAS_GENRE:Drama", "HAS_TAG:dark", "NOT_ALLOWED:x"]}]},
+                                  {"collab": None, "semantic": [{"anchor": "i3", "title": "Three", "rating": 4.5, "cos": 0.2}]},
+                                  {"deg": 0, "collab": None, "content": [], "semantic": []}])
+def test_explanation_dict_is_the_validated_models_dump(user_id: str | None, over: dict[str, object]) -> None:
+    """The serving path writes explanation_dict's output straight into the JSON answer: it must hold
+    every field of every model, in the models' order, with the values validation would give."""
+    from graph.explain import Explanation, explanation_dict
+
+    (row,) = _fast_rows([_fast_row(**over)])
+    raw = explanation_dict(row, user_id, 4, "materialised")
+    model = Explanation.model_validate(raw)
+    assert model.model_dump() == raw
+    assert model.model_dump_json() == Explanation.__pydantic_serializer__.to_json(model).decode()
+    import pydantic_core
+
+    assert pydantic_core.to_json(raw) == model.model_dump_json().encode()
+    assert build_reasons(row, user_id, 4, "materialised") == model
