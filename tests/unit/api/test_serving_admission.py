@@ -54,7 +54,11 @@ def _run_many(limit: int, n: int, hold_s: float = 0.05) -> tuple[int, list[int]]
 def test_run_query_admits_at_most_the_limit_in_arrival_order(limit: int) -> None:
     peak, order = _run_many(limit, 8)
     assert peak == limit
-    assert order == list(range(8))  # first come, first served
+    # first come, first served: requests are admitted in arrival order. The ones admitted together start
+    # their worker threads in whatever order the OS runs them, so a request may start at most limit - 1
+    # places away from its arrival (with limit 1 the order is exact)
+    assert sorted(order) == list(range(8))
+    assert all(abs(order.index(i) - i) < limit for i in range(8)), order
 
 
 def test_run_query_without_limit_runs_everything_at_once() -> None:
