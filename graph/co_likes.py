@@ -4,11 +4,15 @@
 active generation (top ``top_n`` partners of every item by the cosine weight
 :math:`c / \\sqrt{|L_a|\\,|L_b|}`, pairs with at least ``min_count`` co-likers) and one
 ``(:CoLiked {dataset, tag, gen, like, rels, ...})`` marker. :mod:`graph.explain` reads them on its fast
-path while the marker is fresh; :func:`refresh_co_likes` keeps them exact after feedback.
+path while the marker is fresh. Feedback keeps them exact incrementally: :func:`graph.recommend.record_interaction`
+writes the interaction and, in the same transaction, calls :func:`refresh_co_likes`, which adds or removes
+the user as a co-liker of the stored pairs of the item when (and only when) the user's like status of the
+item changed, and re-weights the item's pairs from liker counts stored on the items (``Item.co_likers``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import neo4j
@@ -18,6 +22,7 @@ from graph.connection import read, write
 from graph.explain import STORED_WITNESSES
 from graphrec.errors import NotFoundError
 
+log = logging.getLogger(__name__)
 
 
 class CoLikeReport(BaseModel):
@@ -32,13 +37,15 @@ class CoLikeReport(BaseModel):
     likes: int = Field(description="INTERACTED relationships counted as likes.")
     relationships: int = Field(description="CO_LIKED relationships written.")
     removed: int = Field(0, description="CO_LIKED relationships of other publications removed.")
+    fresh: bool = Field(True, description="False when feedback was written while the counts were taken: the marker is "
+                                          "left stale (explanations use the live path); build again.")
     seconds: float
 
 
 Q_CO_LIKE_STATE = """
 MATCH (d:Dataset {name: $dataset})
 OPTIONAL MATCH (m:ActiveModel {dataset: $dataset})
-RETURN d.gen AS gen, m.tag AS tag, COUNT { ()-[:INTERACTED]->() } AS rels
+RETURN d.gen AS gen, m.tag AS tag, COUNT { ()-[:INTERACTED]->() } AS rels, coalesce(d.feedback_writes, 0) AS feedback
 """
 
 Q_LIKES = """
@@ -64,60 +71,118 @@ DELETE c
 RETURN count(*) AS n
 """
 
+# The marker write locks the Dataset node first (the lock every feedback write takes, see
+# graph.recommend.Q_RECORD_INTERACTION) and compares its feedback counter with the one read before the
+# likes were: feedback written while the counts were taken (the active model already names this tag, but
+# its marker did not exist yet, so nothing kept the counts up to date) leaves the marker stale (rels -1:
+# explanations use the live path) instead of blessing counts that may have missed it.
 Q_CO_LIKE_MARKER = """
 MATCH (d:Dataset {name: $dataset})
+SET d.feedback_writes = coalesce(d.feedback_writes, 0)
+WITH d, d.feedback_writes = $feedback AS unchanged
 MERGE (cl:CoLiked {dataset: $dataset, tag: $tag})
-SET cl.gen = $gen, cl.like = $like, cl.rels = $rels, cl.top_n = $top_n, cl.min_count = $min_count,
-    cl.relationships = $relationships, cl.built_at = datetime()
-WITH cl
+SET cl.gen = $gen, cl.like = $like, cl.rels = CASE WHEN unchanged THEN $rels ELSE -1 END, cl.top_n = $top_n,
+    cl.min_count = $min_count, cl.relationships = $relationships, cl.built_at = datetime()
+WITH cl, unchanged
 OPTIONAL MATCH (old:CoLiked {dataset: $dataset}) WHERE old.tag <> $tag
-WITH collect(old.tag) AS old_tags, collect(old) AS olds
+WITH unchanged, collect(old.tag) AS old_tags, collect(old) AS olds
 FOREACH (o IN olds | DELETE o)
-RETURN old_tags
+RETURN old_tags, unchanged
 """
 
+# Liker counts |L_i| on the items (the weights' denominators), written by the build and kept exact by
+# feedback; items nobody likes any more lose theirs.
+Q_WRITE_LIKERS = """
+UNWIND $rows AS row
+MATCH (i:Item) WHERE elementId(i) = row.i
+SET i.co_likers = row.n
+"""
+Q_CLEAR_LIKERS = """
+MATCH (i:Item {dataset: $dataset, gen: $gen})
+WHERE i.co_likers IS NOT NULL AND NOT EXISTS { (i)<-[r:INTERACTED]-() WHERE r.rating IS NULL OR r.rating >= $like }
+REMOVE i.co_likers
+RETURN count(i) AS n
+"""
+
+Q_DROP_MARKER = "MATCH (cl:CoLiked {dataset: $dataset, tag: $tag}) DELETE cl"
 Q_MARKER_TAGS = "MATCH (cl:CoLiked {dataset: $dataset}) RETURN collect(cl.tag) AS tags"
 # The label and relationship type tokens exist before the first build reads them (a read naming a
 # token Neo4j has never seen makes it warn); idempotent.
 Q_CREATE_CO_LIKE_TOKENS = "CALL db.createLabel('CoLiked') CALL db.createRelationshipType('CO_LIKED')"
 
-# After feedback (u, i): recompute, from the live graph, the counts of the stored pairs (i, j) whose
-# other item j the user likes (the only pairs whose co-liker count can have changed: u counts for
-# (i, j) only if u likes j; the weights of i's other pairs drift with |likers(i)| until the next
-# publish, they only rank anchors), and
-# move the marker's relationship count on by the relationships the write created. The marker is
-# updated first, so concurrent refreshes queue on its lock.
-Q_REFRESH_CO_LIKES = """
+# --- feedback: incremental upkeep (runs inside the feedback write's transaction, after the write) ---
+#
+# The count of a pair (i, j) is the number of users who like both. A feedback write (u, i) changes a
+# count only when u's like status of i changes, and then by exactly one for every stored pair (i, j)
+# (either direction) whose partner j u likes. Those pairs are found with a hash join of u's liked
+# items with i's CO_LIKED partners (O(likes(u) + pairs(i)), no 2-hop expansion). The liker count of i
+# moves by the same one, and every stored pair of i gets its cosine weight c / sqrt(|L_i| |L_j|) from
+# the liker counts stored on the items. An item without a stored liker count (a materialisation built
+# before they were stored) gets it counted live once, then stored. The caller holds the Dataset lock.
+_FEEDBACK_HEAD = """
 MATCH (d:Dataset {name: $dataset})
 MATCH (m:ActiveModel {dataset: $dataset})
 MATCH (cl:CoLiked {dataset: $dataset, tag: m.tag})
-SET cl.rels = cl.rels + $created
-WITH d, m, cl
 MATCH (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
 MATCH (i:Item {dataset: $dataset, gen: d.gen, id: $item_id})
-CALL (u, i, m, cl) {
-  MATCH (i)-[c:CO_LIKED]-(j:Item)
-  WHERE c.tag = m.tag AND EXISTS { (u)-[r:INTERACTED]->(j) WHERE r.rating IS NULL OR r.rating >= cl.like }
-  WITH i, j, c,
-       COUNT { (i)<-[r1:INTERACTED]-(v:User)-[r2:INTERACTED]->(j)
-               WHERE (r1.rating IS NULL OR r1.rating >= cl.like) AND (r2.rating IS NULL OR r2.rating >= cl.like) } AS n
-  SET c.count = n,
-      c.witnesses = COLLECT { MATCH (i)<-[r1:INTERACTED]-(v:User)-[r2:INTERACTED]->(j)
-                              WHERE (r1.rating IS NULL OR r1.rating >= cl.like) AND (r2.rating IS NULL OR r2.rating >= cl.like)
-                              RETURN v.id LIMIT $n_witnesses }
+WITH m, cl, u, i,
+     CASE WHEN i.co_likers IS NULL
+          THEN COUNT { MATCH (v:User)-[r:INTERACTED]->(i) WHERE r.rating IS NULL OR r.rating >= cl.like RETURN DISTINCT v }
+          ELSE i.co_likers + $delta END AS li
+SET i.co_likers = li
+WITH m, cl, u, i, li
+"""
+# u now likes i: +1 on the pairs whose partner u likes; u becomes a witness where a slot is free
+_FEEDBACK_ADDED = """
+CALL (m, cl, u, i) {
+  MATCH (u)-[r:INTERACTED]->(j:Item), (i)-[c:CO_LIKED]-(j)
+  USING JOIN ON j
+  WHERE c.tag = m.tag AND (r.rating IS NULL OR r.rating >= cl.like)
+  WITH DISTINCT c
+  SET c.count = c.count + 1,
+      c.witnesses = CASE WHEN size(coalesce(c.witnesses, [])) < $n_witnesses AND NOT $user_id IN coalesce(c.witnesses, [])
+                         THEN coalesce(c.witnesses, []) + $user_id ELSE c.witnesses END
   RETURN count(c) AS updated
 }
-// the item's liker count changed: every stored pair of the item gets its cosine weight again
-CALL (i, m, cl) {
-  WITH i, m, cl, COUNT { (i)<-[r:INTERACTED]-() WHERE r.rating IS NULL OR r.rating >= cl.like } AS li
+"""
+# u no longer likes i: -1 on the pairs whose partner u likes; where u was a witness, another co-liker
+# (read live, LIMIT: the first ones found) takes the slot
+_FEEDBACK_REMOVED = """
+CALL (m, cl, u, i) {
+  MATCH (u)-[r:INTERACTED]->(j:Item), (i)-[c:CO_LIKED]-(j)
+  USING JOIN ON j
+  WHERE c.tag = m.tag AND (r.rating IS NULL OR r.rating >= cl.like)
+  WITH DISTINCT c, j
+  SET c.count = c.count - 1
+  WITH c, j, $user_id IN coalesce(c.witnesses, []) AS was_witness
+  CALL (c, j, was_witness, i, cl) {
+    WITH c, j, i, cl WHERE was_witness
+    WITH c, j, i, cl, [w IN c.witnesses WHERE w <> $user_id] AS kept
+    SET c.witnesses = (kept + COLLECT {
+      MATCH (i)<-[r1:INTERACTED]-(v:User)-[r2:INTERACTED]->(j)
+      WHERE (r1.rating IS NULL OR r1.rating >= cl.like) AND (r2.rating IS NULL OR r2.rating >= cl.like) AND NOT v.id IN kept
+      RETURN DISTINCT v.id AS vid LIMIT $n_witnesses
+    })[0..$n_witnesses]
+  }
+  RETURN count(c) AS updated
+}
+"""
+_FEEDBACK_REWEIGHT = """
+CALL (m, cl, i, li) {
   MATCH (i)-[c:CO_LIKED]-(j:Item)
   WHERE c.tag = m.tag
-  WITH li, c, COUNT { (j)<-[r:INTERACTED]-() WHERE r.rating IS NULL OR r.rating >= cl.like } AS lj
-  SET c.weight = CASE WHEN li * lj > 0 THEN c.count / sqrt(toFloat(li * lj)) ELSE 0.0 END
+  WITH c, j, CASE WHEN j.co_likers IS NULL
+                  THEN COUNT { MATCH (v:User)-[r:INTERACTED]->(j) WHERE r.rating IS NULL OR r.rating >= cl.like RETURN DISTINCT v }
+                  ELSE j.co_likers END AS lj, j.co_likers IS NULL AS count_lj
+  FOREACH (x IN CASE WHEN count_lj THEN [j] ELSE [] END | SET x.co_likers = lj)
+  WITH c, CASE WHEN li * lj > 0 THEN toFloat(c.count) / sqrt(toFloat(li * lj)) ELSE 0.0 END AS w
+  SET c.weight = CASE WHEN w > 1.0 THEN 1.0 ELSE w END
   RETURN count(c) AS reweighted
 }
-RETURN updated
+RETURN updated, reweighted
 """
+Q_FEEDBACK_LIKE_ADDED = _FEEDBACK_HEAD + _FEEDBACK_ADDED + _FEEDBACK_REWEIGHT
+Q_FEEDBACK_LIKE_REMOVED = _FEEDBACK_HEAD + _FEEDBACK_REMOVED + _FEEDBACK_REWEIGHT
 
 
 def co_like_pairs(user_idx: Any, item_idx: Any, n_users: int, n_items: int, top_n: int = 50, min_count: int = 2) -> list[list[tuple[int, int, float]]]:
@@ -200,7 +265,7 @@ def build_co_likes(
     tag = tag or state[0]["tag"]
     if not tag:
         raise ModelNotReadyError(f"no model is published for dataset {dataset!r}")
-    gen, rels = state[0]["gen"], state[0]["rels"]
+    gen, rels, feedback = state[0]["gen"], state[0]["rels"], state[0]["feedback"]
     likes = read(driver, Q_LIKES, {"dataset": dataset, "like": like_threshold}, database)
     users: dict[str, int] = {}
     items: dict[str, int] = {}
@@ -222,7 +287,9 @@ def build_co_likes(
 
     write(driver, Q_CREATE_CO_LIKE_TOKENS, {}, database)
     old_tags = [t for t in read(driver, Q_MARKER_TAGS, {"dataset": dataset}, database)[0]["tags"] if t != tag]
-    _delete_co_liked(driver, dataset, [tag], database)  # a rerun for the same tag starts clean
+    # a rerun for the same tag starts clean: its marker goes first (explanations use the live path meanwhile)
+    write(driver, Q_DROP_MARKER, {"dataset": dataset, "tag": tag}, database)
+    _delete_co_liked(driver, dataset, [tag], database)
     rows = [{"a": eids[k], "nbrs": [{"b": eids[j], "count": c, "weight": w, "witnesses": witnesses(k, j)} for j, c, w in nb]}
             for k, nb in enumerate(pairs) if nb]
     written = 0
@@ -233,11 +300,20 @@ def build_co_likes(
         written += n
         if progress is not None:
             progress(n)
-    write(driver, Q_CO_LIKE_MARKER, {"dataset": dataset, "tag": tag, "gen": gen, "like": like_threshold, "rels": rels, "top_n": top_n,
-                                     "min_count": min_count, "relationships": written}, database)
+    liker_rows = [{"i": eids[k], "n": int(len(x))} for k, x in enumerate(liker_sets)]
+    for start in range(0, len(liker_rows), 5000):
+        write(driver, Q_WRITE_LIKERS, {"rows": liker_rows[start:start + 5000]}, database)
+    _write_rows(driver, Q_CLEAR_LIKERS, {"dataset": dataset, "gen": gen, "like": like_threshold}, database)
+    marker = _write_rows(driver, Q_CO_LIKE_MARKER, {"dataset": dataset, "tag": tag, "gen": gen, "like": like_threshold, "rels": rels,
+                                                    "top_n": top_n, "min_count": min_count, "relationships": written, "feedback": feedback},
+                         database)
+    fresh = bool(marker and marker[0]["unchanged"])
+    if not fresh:
+        log.warning("co-likes of %s/%s: feedback was written while the counts were taken; the marker is left stale "
+                    "(explanations use the live path) - build again", dataset, tag)
     removed = _delete_co_liked(driver, dataset, old_tags, database) if old_tags else 0
     return CoLikeReport(dataset=dataset, tag=tag, like_threshold=like_threshold, top_n=top_n, min_count=min_count, items=len(items),
-                        likes=len(likes), relationships=written, removed=removed, seconds=time.perf_counter() - t0)
+                        likes=len(likes), relationships=written, removed=removed, fresh=fresh, seconds=time.perf_counter() - t0)
 
 
 def _delete_co_liked(driver: neo4j.Driver, dataset: str, tags: list[str], database: str, batch: int = 20_000) -> int:
@@ -262,17 +338,29 @@ def _write_rows(driver: neo4j.Driver, query: str, params: dict[str, Any], databa
     return records
 
 
-def refresh_co_likes(driver: neo4j.Driver, dataset: str, user_id: str, item_id: str, *, created: bool, database: str = "neo4j") -> int | None:
-    """Keep the materialised co-likes exact after feedback ``(user_id)-[:INTERACTED]->(item_id)``.
+def refresh_co_likes(tx: neo4j.ManagedTransaction, dataset: str, user_id: str, item_id: str, *, delta: int) -> tuple[int, int] | None:
+    """Keep the materialised co-likes exact after feedback changed whether ``user_id`` likes ``item_id``.
 
-    Call it after the feedback write committed (``created``: the write created a relationship).
-    Recomputes, from the live graph, the count and witnesses of every stored pair of ``item_id``
-    whose partner the user likes, then the cosine weight of every stored pair of ``item_id`` (its
-    liker count changed), and moves the marker's relationship count on.
+    Runs inside the feedback write's transaction (:func:`graph.recommend.record_interaction` calls it
+    after the write, holding the Dataset lock that serialises feedback). ``delta`` is ``+1`` when the
+    user now likes the item and did not before, ``-1`` when they liked it and no longer do. Every
+    stored pair (either direction) of the item whose partner the user likes gains or loses the user as
+    a co-liker (count, witnesses); the item's stored liker count moves by ``delta`` and every stored
+    pair of the item gets its cosine weight again. Cost: one hash join of the user's likes with the
+    item's pairs plus one pass over the item's pairs; nothing is expanded two hops (except a witness
+    slot the user leaves, which is refilled from the live graph).
+
+    Args:
+        tx: The open write transaction that wrote the feedback.
+        delta (int): ``+1`` (like added) or ``-1`` (like removed).
 
     Returns:
-        The number of pairs recomputed, or ``None`` when the active model has no materialisation.
+        ``(pairs whose count changed, pairs re-weighted)``, or ``None`` when the active model has no
+        co-like materialisation.
     """
-    rows = _write_rows(driver, Q_REFRESH_CO_LIKES, {"dataset": dataset, "user_id": user_id, "item_id": item_id,
-                                                    "created": 1 if created else 0, "n_witnesses": STORED_WITNESSES}, database)
-    return int(rows[0]["updated"]) if rows else None
+    if delta not in (1, -1):
+        raise ValueError(f"delta must be +1 or -1, got {delta!r}")
+    query = Q_FEEDBACK_LIKE_ADDED if delta > 0 else Q_FEEDBACK_LIKE_REMOVED
+    rec = tx.run(query, {"dataset": dataset, "user_id": user_id, "item_id": item_id, "delta": delta,
+                         "n_witnesses": STORED_WITNESSES}).single()
+    return None if rec is None else (int(rec["updated"]), int(rec["reweighted"]))

@@ -122,6 +122,11 @@ class InteractionResult(BaseModel):
     ts: int | None
     created_user: bool
     created_relationship: bool
+    liked_before: bool = Field(False, description="The user liked the item before the write (rating >= threshold, or implicit).")
+    liked_after: bool = Field(False, description="The user likes the item after the write.")
+    co_likes_updated: int | None = Field(None, description="Stored co-like pairs whose count changed (None: like status "
+                                                           "unchanged, or no co-like materialisation).")
+    co_likes_reweighted: int | None = Field(None, description="Stored co-like pairs of the item whose weight was recomputed.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,20 +347,35 @@ OPTIONAL MATCH (i:Item {dataset: $dataset, gen: d.gen, id: iid})
 RETURN iid AS id, m.tag AS tag, i IS NOT NULL AS exists, CASE WHEN i IS NULL THEN null ELSE i[m.item_prop] END AS vector
 """
 
+# Feedback write. After the existence checks it takes the Dataset node's write lock (a SET whose value
+# reads the property it writes locks before reading) and bumps its feedback counter: feedback writes of a
+# dataset are serialised, so the like status read below (before the write) is exactly the one the
+# co-like upkeep (graph.co_likes.refresh_co_likes, same transaction) changes, and a co-like build sees
+# that feedback happened while it counted. The like threshold is the active co-like marker's.
 Q_RECORD_INTERACTION = """
 MATCH (d:Dataset {name: $dataset})
 MATCH (i:Item {dataset: $dataset, gen: d.gen, id: $item_id})
+OPTIONAL MATCH (known:User {dataset: $dataset, gen: d.gen, id: $user_id})
+WITH d, i, known
+WHERE known IS NOT NULL OR $create_user
+SET d.feedback_writes = coalesce(d.feedback_writes, 0) + 1
+WITH d, i
+OPTIONAL MATCH (m:ActiveModel {dataset: $dataset})
+OPTIONAL MATCH (cl:CoLiked {dataset: $dataset, tag: m.tag})
 OPTIONAL MATCH (existing:User {dataset: $dataset, gen: d.gen, id: $user_id})
-WITH d, i, existing
-WHERE existing IS NOT NULL OR $create_user
+WITH d, i, cl, coalesce(cl.like, $like) AS like, existing IS NULL AS created_user
 MERGE (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
-WITH i, u, existing IS NULL AS created_user
+WITH i, cl, like, created_user, u
 OPTIONAL MATCH (u)-[old:INTERACTED]->(i)
-WITH i, u, created_user, old IS NULL AS created_rel
+WITH i, cl, like, created_user, u, count(old) = 0 AS created_rel,
+     count(CASE WHEN old.rating IS NULL OR old.rating >= like THEN old END) > 0 AS liked_before
 MERGE (u)-[r:INTERACTED]->(i)
   ON CREATE SET r.source = 'feedback', r.split = null
 SET r.rating = $rating, r.ts = $ts
-RETURN created_user, created_rel
+WITH cl, like, created_user, created_rel, liked_before, count(r) AS n
+// the write's relationship moves the marker's count on, so the co-likes stay fresh
+FOREACH (x IN CASE WHEN cl IS NOT NULL AND created_rel AND $upkeep THEN [cl] ELSE [] END | SET x.rels = x.rels + 1)
+RETURN created_user, created_rel, liked_before, $rating IS NULL OR $rating >= like AS liked_after, cl IS NOT NULL AS co_likes
 """
 
 Q_ITEM_EXISTS = """
@@ -759,30 +779,65 @@ def recommend_cold_start(
     return recommend_for_vector(driver, vec, k, f, dataset=dataset, tag=tag, database=database)
 
 
-def record_interaction(driver: neo4j.Driver, interaction: Interaction, *, dataset: str, database: str = "neo4j") -> InteractionResult:
+def record_interaction(
+    driver: neo4j.Driver, interaction: Interaction, *, dataset: str, database: str = "neo4j", co_likes: bool = True,
+    like_threshold: float = 4.0,
+) -> InteractionResult:
     """Write feedback ``(:User)-[:INTERACTED {source: 'feedback'}]->(:Item)`` into the active generation.
 
-    An existing relationship gets the new rating and timestamp. The write commits before this
-    returns, and later reads through the same driver see it (the driver's bookmark manager).
+    An existing relationship gets the new rating and timestamp. In the same write transaction, when
+    the active model has a co-like materialisation (:mod:`graph.co_likes`) and the write changed
+    whether the user likes the item (rating at least the marker's threshold, or implicit), the stored
+    co-likes are updated incrementally (:func:`graph.co_likes.refresh_co_likes`), so explanations stay
+    exact; the marker's relationship count moves on by the relationship the write created. Feedback
+    writes of a dataset are serialised on the Dataset node's lock. The transaction commits before
+    this returns, and later reads through the same driver see it (the driver's bookmark manager).
+
+    Args:
+        co_likes (bool, optional): Keep the co-like materialisation up to date (``False``: write only;
+            a created relationship then makes the marker stale). (default: ``True``)
+        like_threshold (float, optional): What counts as a like when there is no materialisation
+            (only for ``liked_before`` / ``liked_after``). (default: ``4.0``)
 
     Raises:
         UnknownItemError / UnknownUserError: Unknown item, or unknown user without ``create_user``.
     """
-    p = {"dataset": dataset, "user_id": interaction.user_id, "item_id": interaction.item_id, "rating": interaction.rating,
-         "ts": interaction.ts, "create_user": interaction.create_user}
-    from graph.embeddings import _execute_write
+    from neo4j import exceptions as neo4j_exc
 
-    rows, _, _ = _execute_write(driver, Q_RECORD_INTERACTION, p, database)
-    if not rows:
+    from graph.co_likes import refresh_co_likes
+    from graph.connection import translate_error
+
+    p = {"dataset": dataset, "user_id": interaction.user_id, "item_id": interaction.item_id, "rating": interaction.rating,
+         "ts": interaction.ts, "create_user": interaction.create_user, "like": like_threshold, "upkeep": co_likes}
+
+    def work(tx: neo4j.ManagedTransaction) -> tuple[dict[str, Any], tuple[int, int] | None] | None:
+        row = tx.run(Q_RECORD_INTERACTION, p).single()
+        if row is None:
+            return None
+        out = dict(row)
+        changed = None
+        if co_likes and out["co_likes"] and out["liked_before"] != out["liked_after"]:
+            changed = refresh_co_likes(tx, dataset, interaction.user_id, interaction.item_id, delta=1 if out["liked_after"] else -1)
+        return out, changed
+
+    try:
+        with driver.session(database=database, bookmark_manager=driver.execute_query_bookmark_manager) as session:
+            done = session.execute_write(work)
+    except (neo4j_exc.Neo4jError, neo4j_exc.DriverError, OSError) as e:
+        raise translate_error(e) from e
+    if done is None:
         chk = read(driver, Q_ITEM_EXISTS, p, database)
         if not chk:
             raise NotFoundError(f"dataset {dataset!r} is not loaded")
         if not chk[0]["item_ok"]:
             raise UnknownItemError(f"unknown item {interaction.item_id!r} in dataset {dataset!r}")
         raise UnknownUserError(f"unknown user {interaction.user_id!r} in dataset {dataset!r} (set create_user to add a new user)")
+    row, changed = done
     return InteractionResult(
         user_id=interaction.user_id, item_id=interaction.item_id, rating=interaction.rating, ts=interaction.ts,
-        created_user=bool(rows[0]["created_user"]), created_relationship=bool(rows[0]["created_rel"]),
+        created_user=bool(row["created_user"]), created_relationship=bool(row["created_rel"]),
+        liked_before=bool(row["liked_before"]), liked_after=bool(row["liked_after"]),
+        co_likes_updated=None if changed is None else changed[0], co_likes_reweighted=None if changed is None else changed[1],
     )
 
 

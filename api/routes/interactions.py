@@ -9,7 +9,6 @@ from fastapi import APIRouter, status
 from api.deps import GraphDep
 from api.routes.users import ERRORS
 from api.schemas import InteractionIn, InteractionOut
-from graph.co_likes import refresh_co_likes
 from graph.recommend import Interaction, record_interaction
 
 router = APIRouter(prefix="/interactions", tags=["feedback"])
@@ -19,11 +18,11 @@ router = APIRouter(prefix="/interactions", tags=["feedback"])
              summary="Record feedback (a rating or an implicit interaction)")
 def post_interaction(graph: GraphDep, body: InteractionIn) -> InteractionOut:
     """Writes ``(:User)-[:INTERACTED {rating, ts, source: 'feedback'}]->(:Item)``; later recommendations
-    with ``exclude_seen=true`` leave the item out at once, and the materialised co-like counts that the
-    write changed are recomputed before the answer (so explanations stay exact)."""
+    with ``exclude_seen=true`` leave the item out at once. When the write changes whether the user likes
+    the item, the materialised co-likes it affects are updated in the same transaction, incrementally
+    (so explanations stay exact)."""
     data = body.model_dump()
     if data["ts"] is None:
         data["ts"] = int(time.time())
     result = record_interaction(graph.driver, Interaction(**data), dataset=graph.dataset, database=graph.database)
-    refresh_co_likes(graph.driver, graph.dataset, result.user_id, result.item_id, created=result.created_relationship, database=graph.database)
     return InteractionOut(**result.model_dump())

@@ -15,7 +15,7 @@ from api.main import create_app
 from api.settings import Settings
 from graph.connection import read
 from graph.embeddings import publish
-from graph.co_likes import build_co_likes, refresh_co_likes
+from graph.co_likes import build_co_likes
 from graph.explain import explain, verify_reason
 from graph.recommend import Filters, Interaction, recommend, record_interaction
 from graph.recommend_explained import recommend_explained
@@ -200,20 +200,20 @@ def test_api_feedback_refreshes_counts_and_other_writes_fall_back_to_live(toy: d
         assert {e.method for e in exps.values()} == {"materialised"}
         _assert_verified(toy, u, exps)
 
-    # a write that creates a relationship without refreshing: the marker's relationship count no longer
-    # matches -> live path, still exact
+    # a write that creates a relationship without the co-like upkeep: the marker's relationship count no
+    # longer matches -> live path, still exact
     stale_user = USERS[1]
     fresh_item = read(d, """
         MATCH (u:User {dataset: $ds, id: $u}) MATCH (i:Item {dataset: $ds})
         WHERE NOT EXISTS { (u)-[:INTERACTED]->(i) } RETURN i.id AS id ORDER BY id LIMIT 1""", {"ds": DS, "u": stale_user}, db)[0]["id"]
-    res = record_interaction(d, Interaction(user_id=stale_user, item_id=fresh_item, rating=4.5), dataset=DS, database=db)
-    assert res.created_relationship
+    res = record_interaction(d, Interaction(user_id=stale_user, item_id=fresh_item, rating=4.5), dataset=DS, database=db, co_likes=False)
+    assert res.created_relationship and res.co_likes_updated is None
     _, exps = _explain_all(toy, stale_user)
     assert {e.method for e in exps.values()} == {"live"}
     _assert_verified(toy, stale_user, exps)
     assert recommend_explained(d, stale_user, 10, dataset=DS, database=db) is None  # stale co-likes: the two calls answer
-    # a refresh does not bless a write it did not see: still live
-    assert refresh_co_likes(d, DS, USERS[2], pair["a"], created=False, database=db) is not None
+    # later feedback with the upkeep does not bless a write it did not see: still live
+    record_interaction(d, Interaction(user_id=USERS[2], item_id=pair["a"], rating=1.0), dataset=DS, database=db)
     _, exps = _explain_all(toy, stale_user)
     assert {e.method for e in exps.values()} == {"live"}
     # rebuilding (what `graphrec publish` does) makes the fast path answer again
