@@ -1,0 +1,202 @@
+"""``graphrec bench feedback``: latency of ``POST /v1/interactions`` (feedback written into the graph,
+co-likes kept exact) for the heaviest users and a random sample of the others.
+
+For every sampled user the benchmark picks items the user has not rated (or only rated below the like
+threshold through earlier feedback, so a rerun with the same seed reuses the same items) that have
+stored co-like pairs, and sends for each item three requests in a row: a new like (rating 5), the same
+side again (4.5: no co-like count changes) and a rating below the threshold (2: the like is removed).
+The API runs as a separate process (``--url`` for one already running, e.g. another checkout's);
+requests go one at a time over one keep-alive connection. The graph keeps what the benchmark wrote
+(each touched pair ends with rating 2, not a like): run it on a copy of the graph. With ``--verify``
+(default) the stored co-likes of every touched item are recounted from the live graph afterwards.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import typer
+
+#: (rating, kind) sent for every chosen item, in this order.
+CYCLE: tuple[tuple[float, str], ...] = ((5.0, "like_added"), (4.5, "same_side"), (2.0, "like_removed"))
+
+Q_USERS = """
+MATCH (d:Dataset {name: $ds})
+MATCH (u:User {dataset: $ds, gen: d.gen})
+RETURN u.id AS id, COUNT { (u)-[:INTERACTED]->() } AS n
+ORDER BY n DESC, id
+"""
+
+# Items with stored co-like pairs of the active model that the user has not rated, or rated below the
+# threshold through feedback only (what an earlier run of this benchmark left).
+Q_CANDIDATES = """
+MATCH (d:Dataset {name: $ds})
+MATCH (m:ActiveModel {dataset: $ds})
+MATCH (cl:CoLiked {dataset: $ds, tag: m.tag})
+MATCH (u:User {dataset: $ds, gen: d.gen, id: $user_id})
+MATCH (i:Item {dataset: $ds, gen: d.gen})
+WHERE EXISTS { (i)-[c:CO_LIKED]->() WHERE c.tag = m.tag }
+  AND NOT EXISTS { (u)-[r:INTERACTED]->(i) WHERE r.source <> 'feedback' OR r.rating IS NULL OR r.rating >= cl.like }
+RETURN i.id AS id ORDER BY id
+"""
+
+Q_MARKER = """
+MATCH (d:Dataset {name: $ds})
+MATCH (m:ActiveModel {dataset: $ds})
+OPTIONAL MATCH (cl:CoLiked {dataset: $ds, tag: m.tag})
+RETURN m.tag AS tag, cl.rels AS rels, cl.gen = d.gen AS same_gen, COUNT { ()-[:INTERACTED]->() } AS live
+"""
+
+# Every stored pair of the item (either direction) against the live graph: count, witnesses, weight.
+Q_VERIFY = """
+MATCH (m:ActiveModel {dataset: $ds})
+MATCH (cl:CoLiked {dataset: $ds, tag: m.tag})
+MATCH (d:Dataset {name: $ds})
+MATCH (a:Item {dataset: $ds, gen: d.gen, id: $item_id})-[c:CO_LIKED]-(b:Item)
+WHERE c.tag = m.tag
+WITH cl, a, b, c,
+  COLLECT { MATCH (a)<-[r1:INTERACTED]-(v:User)-[r2:INTERACTED]->(b)
+            WHERE (r1.rating IS NULL OR r1.rating >= cl.like) AND (r2.rating IS NULL OR r2.rating >= cl.like) RETURN DISTINCT v.id } AS co,
+  COUNT { MATCH (v:User)-[r:INTERACTED]->(a) WHERE r.rating IS NULL OR r.rating >= cl.like RETURN DISTINCT v } AS la,
+  COUNT { MATCH (v:User)-[r:INTERACTED]->(b) WHERE r.rating IS NULL OR r.rating >= cl.like RETURN DISTINCT v } AS lb
+WITH c, co, CASE WHEN la * lb > 0 THEN toFloat(size(co)) / sqrt(toFloat(la * lb)) ELSE 0.0 END AS cosine
+RETURN count(c) AS pairs,
+       sum(CASE WHEN c.count = size(co) THEN 0 ELSE 1 END) AS bad_counts,
+       sum(CASE WHEN all(w IN c.witnesses WHERE w IN co) THEN 0 ELSE 1 END) AS bad_witnesses,
+       sum(CASE WHEN abs(c.weight - CASE WHEN cosine > 1.0 THEN 1.0 ELSE cosine END) <= 1e-6 THEN 0 ELSE 1 END) AS bad_weights
+"""
+
+
+def _post(conn_box: list[http.client.HTTPConnection | None], host: str, port: int, body: bytes) -> tuple[int, bytes]:
+    for attempt in range(2):
+        conn = conn_box[0]
+        if conn is None:
+            conn = conn_box[0] = http.client.HTTPConnection(host, port, timeout=60)
+        try:
+            conn.request("POST", "/v1/interactions", body=body, headers={"content-type": "application/json"})
+            r = conn.getresponse()
+            return r.status, r.read()
+        except (http.client.RemoteDisconnected, ConnectionError):  # idle keep-alive closed by the server
+            conn.close()
+            conn_box[0] = None
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def register_bench(bench_app: typer.Typer) -> None:
+    """Add ``graphrec bench feedback``."""
+
+    @bench_app.command("feedback")
+    def bench_feedback(
+        dataset: str | None = typer.Option(None, "--dataset", help="Dataset (default: GRAPHREC_DATASET)."),
+        heavy: int = typer.Option(10, "--heavy", min=0, help="The N users with the most interactions."),
+        light: int = typer.Option(50, "--light", min=0, help="Users sampled at random from the others."),
+        items: int = typer.Option(3, "--items", min=1, help="Items per user (3 requests each: like, same side, unlike)."),
+        seed: int = typer.Option(0, "--seed"),
+        url: str | None = typer.Option(None, "--url", help="An API already running (default: start `graphrec serve` here)."),
+        warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed users (light) whose requests plan the queries first."),
+        verify: bool = typer.Option(True, "--verify/--no-verify", help="Recount the touched items' co-likes from the live graph."),
+        as_json: bool = typer.Option(False, "--json", help="Print only the JSON result."),
+    ) -> None:
+        """p50/p95/p99 of POST /v1/interactions for heavy and light users (writes feedback: use a copy of the graph)."""
+        from api.cli.bench_serve import _free_port, percentiles
+        from api.cli.common import connection_info
+        from api.settings import get_settings
+        from graph.connection import open_driver, read
+
+        settings = get_settings()
+        ds = dataset or settings.dataset
+        info = connection_info(settings)
+        with open_driver(info, verify=True) as driver:
+            marker = read(driver, Q_MARKER, {"ds": ds}, info.database)
+            if not marker or marker[0]["rels"] is None:
+                raise typer.BadParameter(f"dataset {ds!r} has no published model with materialised co-likes: run `graphrec publish`")
+            users = [(r["id"], int(r["n"])) for r in read(driver, Q_USERS, {"ds": ds}, info.database)]
+            rng = random.Random(seed)
+            heavy_users = users[:heavy]
+            rest = users[heavy:]
+            light_users = rng.sample(rest, min(light + warmup, len(rest)))
+            warm_users, light_users = light_users[:warmup], light_users[warmup:]
+            plan: list[tuple[str, str, int, str]] = []  # (group, user, n ratings, item)
+            for group, members in (("warmup", warm_users), ("heavy", heavy_users), ("light", light_users)):
+                for uid, n in members:
+                    cands = [r["id"] for r in read(driver, Q_CANDIDATES, {"ds": ds, "user_id": uid}, info.database)]
+                    for item in random.Random(f"{seed}/{uid}").sample(cands, min(items, len(cands))):
+                        plan.append((group, uid, n, item))
+
+            def run(base_url: str) -> list[dict[str, Any]]:
+                u = urlparse(base_url)
+                host, port = u.hostname or "127.0.0.1", u.port or 80
+                box: list[http.client.HTTPConnection | None] = [None]
+                out = []
+                for group, uid, n, item in plan:
+                    for rating, kind in CYCLE:
+                        body = json.dumps({"user_id": uid, "item_id": item, "rating": rating}).encode()
+                        t0 = time.perf_counter()
+                        status, text = _post(box, host, port, body)
+                        dt = time.perf_counter() - t0
+                        if status != 201:
+                            raise RuntimeError(f"POST /v1/interactions -> {status}: {text[:300]!r}")
+                        out.append({"group": group, "user": uid, "n": n, "item": item, "kind": kind, "s": dt})
+                if box[0] is not None:
+                    box[0].close()
+                return out
+
+            t_start = time.perf_counter()
+            if url:
+                samples = run(url)
+            else:
+                from api.cli.background_api import background_api
+
+                env = {**os.environ, "GRAPHREC_DATASET": ds}
+                with background_api("127.0.0.1", _free_port(), env=env, quiet=True) as api:
+                    samples = run(api.base_url)
+            wall = time.perf_counter() - t_start
+            after = read(driver, Q_MARKER, {"ds": ds}, info.database)[0]
+            checked: dict[str, int] = {"items": 0, "pairs": 0, "bad_counts": 0, "bad_witnesses": 0, "bad_weights": 0}
+            if verify:
+                for item in sorted({p[3] for p in plan}):
+                    r = read(driver, Q_VERIFY, {"ds": ds, "item_id": item}, info.database)
+                    checked["items"] += 1
+                    for k in ("pairs", "bad_counts", "bad_witnesses", "bad_weights"):
+                        checked[k] += int(r[0][k]) if r else 0
+
+        timed = [s for s in samples if s["group"] != "warmup"]
+        results: dict[str, Any] = {"dataset": ds, "tag": marker[0]["tag"], "url": url, "cpu_count": os.cpu_count(), "seed": seed,
+                                   "requests": len(timed), "wall_s": wall, "groups": {},
+                                   "marker_fresh_after": bool(after["same_gen"]) and after["rels"] == after["live"],
+                                   "verify": checked if verify else None}
+        for group in ("heavy", "light"):
+            g = [s for s in timed if s["group"] == group]
+            if not g:
+                continue
+            ns = sorted({s["n"] for s in g})
+            entry: dict[str, Any] = {"users": len({s["user"] for s in g}), "ratings_min": ns[0], "ratings_max": ns[-1],
+                                     "all": {**percentiles([s["s"] for s in g]), "n": len(g)}}
+            for _, kind in CYCLE:
+                ks = [s["s"] for s in g if s["kind"] == kind]
+                entry[kind] = {**percentiles(ks), "n": len(ks)}
+            results["groups"][group] = entry
+        if as_json:
+            typer.echo(json.dumps(results, indent=2))
+            return
+        typer.echo(f"bench feedback: dataset {ds}, co-likes {results['tag']}, {len(timed)} timed POST /v1/interactions "
+                   f"(one at a time, {os.cpu_count()} CPUs shared with Neo4j and the API), API {url or 'started here'}")
+        typer.echo(f"{'group':<6} {'users':>5} {'ratings':>11} {'request':<13} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
+        for group, e in results["groups"].items():
+            for kind in ("all", *[k for _, k in CYCLE]):
+                m = e[kind]
+                typer.echo(f"{group:<6} {e['users']:>5} {e['ratings_min']:>5}-{e['ratings_max']:<5} {kind:<13} {m['n']:>4} "
+                           f"{m['p50_ms']:>8.1f} {m['p95_ms']:>8.1f} {m['p99_ms']:>8.1f}")
+        typer.echo(f"marker fresh afterwards: {results['marker_fresh_after']}")
+        if verify:
+            typer.echo(f"verify: {checked['items']} touched items, {checked['pairs']} stored pairs recounted from the live graph: "
+                       f"{checked['bad_counts']} wrong counts, {checked['bad_witnesses']} wrong witnesses, {checked['bad_weights']} wrong weights")
+        typer.echo(json.dumps(results))
