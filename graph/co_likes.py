@@ -45,7 +45,7 @@ class CoLikeReport(BaseModel):
 Q_CO_LIKE_STATE = """
 MATCH (d:Dataset {name: $dataset})
 OPTIONAL MATCH (m:ActiveModel {dataset: $dataset})
-RETURN d.gen AS gen, m.tag AS tag, COUNT { ()-[:INTERACTED]->() } AS rels, coalesce(d.feedback_writes, 0) AS feedback
+RETURN d.gen AS gen, m.tag AS tag, COUNT { ()-[:INTERACTED]->() } AS rels, coalesce(d.like_changes, 0) AS feedback
 """
 
 Q_LIKES = """
@@ -72,14 +72,15 @@ RETURN count(*) AS n
 """
 
 # The marker write locks the Dataset node first (the lock every feedback write takes, see
-# graph.recommend.Q_RECORD_INTERACTION) and compares its feedback counter with the one read before the
-# likes were: feedback written while the counts were taken (the active model already names this tag, but
-# its marker did not exist yet, so nothing kept the counts up to date) leaves the marker stale (rels -1:
-# explanations use the live path) instead of blessing counts that may have missed it.
+# graph.recommend.Q_RECORD_INTERACTION) and compares its count of like status changes with the one read
+# before the likes were: a like added or removed by feedback while the counts were taken (the active
+# model already names this tag, but its marker did not exist yet, so nothing kept the counts up to date)
+# leaves the marker stale (rels -1: explanations use the live path) instead of blessing counts that may
+# have missed it. (A relationship created meanwhile makes it stale anyway: rels was read before.)
 Q_CO_LIKE_MARKER = """
 MATCH (d:Dataset {name: $dataset})
 SET d.feedback_writes = coalesce(d.feedback_writes, 0)
-WITH d, d.feedback_writes = $feedback AS unchanged
+WITH d, coalesce(d.like_changes, 0) = $feedback AS unchanged
 MERGE (cl:CoLiked {dataset: $dataset, tag: $tag})
 SET cl.gen = $gen, cl.like = $like, cl.rels = CASE WHEN unchanged THEN $rels ELSE -1 END, cl.top_n = $top_n,
     cl.min_count = $min_count, cl.relationships = $relationships, cl.built_at = datetime()

@@ -350,8 +350,9 @@ RETURN iid AS id, m.tag AS tag, i IS NOT NULL AS exists, CASE WHEN i IS NULL THE
 # Feedback write. After the existence checks it takes the Dataset node's write lock (a SET whose value
 # reads the property it writes locks before reading) and bumps its feedback counter: feedback writes of a
 # dataset are serialised, so the like status read below (before the write) is exactly the one the
-# co-like upkeep (graph.co_likes.refresh_co_likes, same transaction) changes, and a co-like build sees
-# that feedback happened while it counted. The like threshold is the active co-like marker's.
+# co-like upkeep (graph.co_likes.refresh_co_likes, same transaction) changes; like status changes are
+# counted (Dataset.like_changes), so a co-like build sees that one happened while it counted. The like
+# threshold is the active co-like marker's.
 Q_RECORD_INTERACTION = """
 MATCH (d:Dataset {name: $dataset})
 MATCH (i:Item {dataset: $dataset, gen: d.gen, id: $item_id})
@@ -365,17 +366,19 @@ OPTIONAL MATCH (cl:CoLiked {dataset: $dataset, tag: m.tag})
 OPTIONAL MATCH (existing:User {dataset: $dataset, gen: d.gen, id: $user_id})
 WITH d, i, cl, coalesce(cl.like, $like) AS like, existing IS NULL AS created_user
 MERGE (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
-WITH i, cl, like, created_user, u
+WITH d, i, cl, like, created_user, u
 OPTIONAL MATCH (u)-[old:INTERACTED]->(i)
-WITH i, cl, like, created_user, u, count(old) = 0 AS created_rel,
+WITH d, i, cl, like, created_user, u, count(old) = 0 AS created_rel,
      count(CASE WHEN old.rating IS NULL OR old.rating >= like THEN old END) > 0 AS liked_before
 MERGE (u)-[r:INTERACTED]->(i)
   ON CREATE SET r.source = 'feedback', r.split = null
 SET r.rating = $rating, r.ts = $ts
-WITH cl, like, created_user, created_rel, liked_before, count(r) AS n
+WITH d, cl, created_user, created_rel, liked_before, $rating IS NULL OR $rating >= like AS liked_after, count(r) AS n
 // the write's relationship moves the marker's count on, so the co-likes stay fresh
 FOREACH (x IN CASE WHEN cl IS NOT NULL AND created_rel AND $upkeep THEN [cl] ELSE [] END | SET x.rels = x.rels + 1)
-RETURN created_user, created_rel, liked_before, $rating IS NULL OR $rating >= like AS liked_after, cl IS NOT NULL AS co_likes
+// like status changes are counted: a co-like build compares the count before and after it counted
+FOREACH (x IN CASE WHEN liked_before <> liked_after THEN [d] ELSE [] END | SET x.like_changes = coalesce(x.like_changes, 0) + 1)
+RETURN created_user, created_rel, liked_before, liked_after, cl IS NOT NULL AS co_likes
 """
 
 Q_ITEM_EXISTS = """

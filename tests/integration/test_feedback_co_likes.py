@@ -298,3 +298,14 @@ def test_feedback_while_the_counts_are_taken_leaves_the_marker_stale(fb: dict[st
     assert co.fresh
     _assert_exact(fb)
     _assert_explanations_recheck(fb, [user])
+    # a rating on the same side of the threshold changes no count: the build stays fresh (and exact)
+    rerated: list[Any] = []
+
+    def same_side(n: int) -> None:
+        if not rerated:
+            rerated.append(_write(fb, user, a, 4.5))
+
+    co = build_co_likes(d, DS, top_n=10, min_count=1, batch_size=5, database=db, progress=same_side)
+    assert rerated and rerated[0].liked_before and rerated[0].liked_after and co.fresh
+    _assert_exact(fb)
+    _assert_explanations_recheck(fb, [user])
