@@ -28,11 +28,12 @@ partners of every item by the cosine weight, pairs with at least ``min_count`` c
 ``rels``), :func:`explain` runs :data:`Q_EXPLAIN_FAST_USER`: the collaborative anchor is the user's
 liked item (up to ``max_liked``) with the heaviest ``CO_LIKED`` relationship to the recommended item
 (a 1-hop lookup over the item's ``top_n`` outgoing ``CO_LIKED``), its count is the stored count (minus the user when they liked the item too) and the
-witnesses are read live; content and semantic reasons are chosen in Cypher, so only the chosen reasons
+witnesses are stored with the pair; content and semantic reasons are chosen in Cypher, so only the chosen reasons
 travel back. Every number stays what ``VERIFY_*`` recomputes from the live graph: feedback written
-through :func:`graph.co_likes.refresh_co_likes` (the API's ``POST /v1/interactions`` calls it) recomputes the counts
-of the pairs it touches and moves ``rels`` on; any other write of INTERACTED relationships (a load,
-a feedback write that did not call it) changes the relationship count, the marker turns stale and
+through :func:`graph.recommend.record_interaction` (the API's ``POST /v1/interactions``) updates, in
+its own transaction, the counts, witnesses and weights of the pairs it touches by one
+(:func:`graph.co_likes.refresh_co_likes`) and moves ``rels`` on; any other write of INTERACTED
+relationships (a load, a feedback write with ``co_likes=False``) changes the relationship count, the marker turns stale and
 :func:`explain` falls back to the live liker-set query until the next ``graphrec publish``.
 """
 
@@ -247,7 +248,7 @@ WITH d, m, u, liked, [x IN liked | null] AS liked_ratings
 """
 
 # One row per recommended item, carrying only the chosen reasons: the collaborative anchor is the
-# liked item with the heaviest CO_LIKED relationship (1-hop), witnesses are read live (LIMIT, lazy);
+# liked item with the heaviest CO_LIKED relationship (1-hop), witnesses are stored with the pair;
 # content = best Jaccard over the first max_anchors liked items; semantic = best text cosine.
 _FAST_PREP = """
 WITH d, m, u, liked, liked_ratings, liked[0..$max_anchors] AS anchors
