@@ -87,6 +87,10 @@ class InteractionOut(BaseModel):
     ts: int | None
     created_user: bool
     created_relationship: bool
+    liked_before: bool = Field(False, description="The user liked the item before this write (rating at or above the like "
+                                                  "threshold, 4 by default, or implicit feedback).")
+    liked_after: bool = Field(False, description="The user likes the item after this write (co-like explanations were "
+                                                 "updated when this differs from liked_before).")
 
 
 class HealthOut(BaseModel):

@@ -53,6 +53,9 @@ def test_genre_filter_and_exclude_seen_with_fresh_feedback(api: tuple[TestClient
     first = c.get("/v1/users/u2/recommendations", params={"k": 3}).json()["items"][0]["item_id"]
     fb = c.post("/v1/interactions", json={"user_id": "u2", "item_id": first, "rating": 2.5})
     assert fb.status_code == 201 and fb.json()["created_relationship"] is True
+    assert fb.json()["liked_before"] is False and fb.json()["liked_after"] is False  # 2.5 is below the like threshold
+    again = c.post("/v1/interactions", json={"user_id": "u2", "item_id": first, "rating": 4.5}).json()
+    assert again["created_relationship"] is False and again["liked_before"] is False and again["liked_after"] is True
     after = [i["item_id"] for i in c.get("/v1/users/u2/recommendations", params={"k": 3}).json()["items"]]
     assert first not in after
     with_seen = [i["item_id"] for i in c.get("/v1/users/u2/recommendations", params={"k": 60, "exclude_seen": "false"}).json()["items"]]
