@@ -69,3 +69,41 @@ def test_k_larger_than_catalogue() -> None:
     assert res["recall@50"] == 1.0
     assert 0 < res["coverage@50"] <= 1.0
     assert res["precision@50"] == pytest.approx(1 / 50)
+
+
+@pytest.mark.parametrize("batch_users", [7, 1024])
+def test_evaluator_equals_textbook_full_ranking(batch_users: int) -> None:
+    """The chunked, vectorised evaluator gives the numbers of a per-user loop written the reference way.
+
+    The loop follows LightGCN's reference test code: a user's scores with the training and validation
+    items set far below any score, the top K by a full sort, recall = hits / |test items|, precision =
+    hits / K, NDCG with the ideal list of min(K, |test items|) hits; means over the users with a test item.
+    """
+    from .conftest import random_data
+
+    data = random_data(num_users=60, num_items=45, per_user=(4, 20), seed=5)
+    scores = torch.randn(data.num_users, data.num_items, generator=torch.Generator().manual_seed(9))
+    ks = [1, 5, 20]
+    res = Evaluator(data, "test", ks=ks, batch_users=batch_users, device="cpu").evaluate(lambda users: scores[users].clone())
+
+    seen: dict[int, set[int]] = {}
+    truth: dict[int, set[int]] = {}
+    for part, target in ((data.train, seen), (data.val, seen), (data.test, truth)):
+        for u, i in zip(part.users.tolist(), part.items.tolist()):
+            target.setdefault(u, set()).add(i)
+    expected = {f"{m}@{k}": 0.0 for m in ("recall", "precision", "ndcg") for k in ks}
+    for u, test_items in truth.items():
+        row = scores[u].clone()
+        row[list(seen.get(u, ()))] = -(1 << 10)
+        ranked = torch.argsort(row, descending=True).tolist()
+        for k in ks:
+            hits = [1.0 if i in test_items else 0.0 for i in ranked[:k]]
+            dcg = sum(h / math.log2(r + 2) for r, h in enumerate(hits))
+            idcg = sum(1 / math.log2(r + 2) for r in range(min(k, len(test_items))))
+            expected[f"recall@{k}"] += sum(hits) / len(test_items) / len(truth)
+            expected[f"precision@{k}"] += sum(hits) / k / len(truth)
+            expected[f"ndcg@{k}"] += dcg / idcg / len(truth)
+    assert res.num_users == len(truth) > 40
+    for name, value in expected.items():
+        assert res[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+    assert 0 < res["recall@5"] < res["recall@20"] < 1
