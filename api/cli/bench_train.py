@@ -23,7 +23,7 @@ def register_bench(bench_app: typer.Typer) -> None:
     def bench_train(
         dataset: str = typer.Option("gowalla", help="Dataset name (LightGCN-format files)."),
         path: Path = typer.Option(Path("/work/shared/datasets/gowalla"), help="Folder with train.txt / test.txt."),
-        recipe: str = typer.Option("paper", help="paper (dim 64, 3 layers, lr 1e-3, L2 1e-4, batch 2048, 1 negative, BPR) or default."),
+        recipe: str = typer.Option("paper", help="paper (dim 64, 3 layers, lr 1e-3, L2 1e-4, batch 2048, 1 negative, BPR, user-uniform positives) or default."),
         epochs: int = typer.Option(20, help="Epochs to run."),
         eval_every: int = typer.Option(20, help="Evaluate the test part every N epochs (and after the last)."),
         batch_size: int | None = typer.Option(None, help="Override the recipe's batch size."),
