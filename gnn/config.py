@@ -150,6 +150,15 @@ class TrainConfig(BaseModel):
             raise InvalidArgumentError(f"invalid training options: {e}", errors=e.errors()) from e
 
 
+PAPER_MODEL: dict[str, object] = {"embedding_dim": 64, "num_layers": 3, "lr": 1e-3}
+"""The LightGCN paper's model and optimiser settings, shared by both recipes."""
+
+
+def _recipe(options: dict[str, object], overrides: dict[str, object]) -> TrainConfig:
+    """The paper's model, then the recipe's ``options``, then the caller's ``overrides`` (each wins)."""
+    return TrainConfig.from_options(**{**PAPER_MODEL, **options, **overrides})
+
+
 def paper_recipe(**overrides: object) -> TrainConfig:
     """The LightGCN paper's Gowalla recipe: dim 64, 3 layers, lr 1e-3, L2 1e-4, batch 2048, 1 negative, BPR.
 
@@ -157,19 +166,8 @@ def paper_recipe(**overrides: object) -> TrainConfig:
     drawn user and one of that user's training items, as many draws per epoch as there are training
     interactions); ``positive_sampling="interaction"`` gives the session-4 runs in docs/training.md.
     """
-    base: dict[str, object] = dict(
-        embedding_dim=64,
-        num_layers=3,
-        lr=1e-3,
-        reg=1e-4,
-        batch_size=2048,
-        num_negatives=1,
-        loss="bpr",
-        positive_sampling="user",
-        eval_every=20,
-    )
-    base.update(overrides)
-    return TrainConfig.from_options(**base)
+    options = dict(reg=1e-4, batch_size=2048, num_negatives=1, loss="bpr", positive_sampling="user", eval_every=20)
+    return _recipe(options, overrides)
 
 
 def default_recipe(**overrides: object) -> TrainConfig:
@@ -178,20 +176,10 @@ def default_recipe(**overrides: object) -> TrainConfig:
     the overfitting seen with 1e-4, and larger batches (fewer full propagations per epoch, which is
     what costs on a CPU). Chosen on Gowalla's test curve (docs/training.md: the session-3 CPU runs
     and the session-4 GPU grid, where temperature 0.3 reached Recall@20 0.1869 / NDCG@20 0.1571)."""
-    base: dict[str, object] = dict(
-        embedding_dim=64,
-        num_layers=3,
-        lr=1e-3,
-        reg=1e-1,
-        batch_size=8192,
-        num_negatives=1024,
-        shared_negatives=True,
-        loss="softmax",
-        temperature=0.3,
-        eval_every=5,
+    options = dict(
+        reg=1e-1, batch_size=8192, num_negatives=1024, shared_negatives=True, loss="softmax", temperature=0.3, eval_every=5
     )
-    base.update(overrides)
-    return TrainConfig.from_options(**base)
+    return _recipe(options, overrides)
 
 
 RECIPES = {"paper": paper_recipe, "default": default_recipe}
