@@ -27,7 +27,8 @@ class TrainConfig(BaseModel):
     """LightGCN propagation layers (ignored by ``mf``)."""
 
     init_std: float | None = Field(0.1, gt=0)
-    """Std of the normal init of layer-0 embeddings; ``None`` keeps PyG's Xavier init."""
+    """Std of the normal init of layer-0 embeddings (LightGCN's PyTorch code: 0.1); ``None``: Xavier-uniform
+    of the user and of the item table, as LightGCN's TensorFlow code (``gnn.models.init_id_embeddings``)."""
 
     lr: float = Field(1e-3, gt=0)
     """Adam learning rate."""
@@ -52,11 +53,13 @@ class TrainConfig(BaseModel):
     positive is masked out of that row; a user's other training items are not excluded (each
     shared negative is one with probability ``|I_u| / |I|``, ~0.07 % on Gowalla)."""
 
-    positive_sampling: Literal["interaction", "user"] = "interaction"
+    positive_sampling: Literal["interaction", "user", "user_distinct"] = "interaction"
     """How an epoch's positives are drawn. ``interaction``: every training interaction once, in a
     seeded random order. ``user``: as LightGCN's reference code does, as many draws as there are
     training interactions, each a user drawn uniformly (among users with a negative) and one of that
-    user's training items drawn uniformly; light users get relatively more updates."""
+    user's training items drawn uniformly; light users get relatively more updates. ``user_distinct``:
+    as LightGCN's TensorFlow code, full batches of ``batch_size`` users distinct within the batch,
+    one training item each (``gnn.sampling.epoch_positives``)."""
 
     loss: Literal["bpr", "softmax"] = "bpr"
     """``bpr``: mean over negatives of ``softplus(s_neg - s_pos)``; ``softmax``: sampled-softmax
@@ -137,6 +140,19 @@ class TrainConfig(BaseModel):
         except (OSError, ValueError) as e:
             raise ConfigError(f"cannot read training config {path}: {e}") from e
 
+    def with_options(self, **options: object) -> TrainConfig:
+        """A validated copy with ``options`` applied (``None`` values mean "not given" and are dropped;
+        fields already ``None`` here, such as ``init_std``, stay ``None``).
+
+        Raises:
+            InvalidArgumentError: With pydantic's ``errors()``.
+        """
+        given = {k: v for k, v in options.items() if v is not None}
+        try:
+            return type(self).model_validate({**self.model_dump(), **given})
+        except ValidationError as e:
+            raise InvalidArgumentError(f"invalid training options: {e}", errors=e.errors()) from e
+
     @classmethod
     def from_options(cls, **options: object) -> TrainConfig:
         """Build from keyword options (``None`` values are dropped), mapping validation errors.
@@ -148,6 +164,23 @@ class TrainConfig(BaseModel):
             return cls(**{k: v for k, v in options.items() if v is not None})
         except ValidationError as e:
             raise InvalidArgumentError(f"invalid training options: {e}", errors=e.errors()) from e
+
+
+def parse_init_std(text: str) -> float | None:
+    """Read a command-line init: ``xavier`` (LightGCN's TensorFlow init, ``init_std=None``) or a normal std.
+
+    Raises:
+        InvalidArgumentError: Neither ``xavier`` nor a positive number.
+    """
+    if text.strip().lower() == "xavier":
+        return None
+    try:
+        std = float(text)
+    except ValueError as e:
+        raise InvalidArgumentError(f"init must be 'xavier' or a positive std, not {text!r}") from e
+    if not std > 0:
+        raise InvalidArgumentError(f"init std must be positive, not {text!r}")
+    return std
 
 
 PAPER_MODEL: dict[str, object] = {"embedding_dim": 64, "num_layers": 3, "lr": 1e-3}

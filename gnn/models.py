@@ -245,6 +245,29 @@ class RecModel(Recommender):
         return score
 
 
+def init_id_embeddings(weight: Tensor, num_users: int, init_std: float | None) -> None:
+    r"""Initialise a layer-0 ID table (``num_users`` user rows, then the item rows) in place.
+
+    With ``init_std``: :math:`\mathcal{N}(0, \sigma^2)` for every entry (LightGCN's PyTorch code
+    uses :math:`\sigma = 0.1`). With ``None``: Xavier-uniform of the user rows and of the item rows as
+    two separate tables, :math:`\mathcal{U}(-b, b)` with :math:`b = \sqrt{6 / (n + d)}` for a table
+    of :math:`n` rows, as LightGCN's TensorFlow code (the source of the paper's numbers)
+    initialises its ``user_embedding`` and ``item_embedding`` (about 0.014 / 0.012 on Gowalla).
+
+    Args:
+        weight (Tensor): The ``(num_users + num_items, d)`` embedding weight.
+        num_users (int): Number of user rows at the top of ``weight``.
+        init_std (float, optional): Std of the normal init, or ``None`` for Xavier.
+    """
+    if init_std is not None:
+        torch.nn.init.normal_(weight, std=init_std)
+        return
+    with torch.no_grad():
+        for table in (weight[:num_users], weight[num_users:]):
+            if table.shape[0]:
+                torch.nn.init.xavier_uniform_(table)
+
+
 @register_model("lightgcn")
 class LightGCNRecommender(RecModel):
     r"""LightGCN from `"LightGCN: Simplifying and Powering Graph Convolution Network for
@@ -262,7 +285,8 @@ class LightGCNRecommender(RecModel):
         embedding_dim (int, optional): Embedding size. (default: ``64``)
         num_layers (int, optional): Propagation layers. (default: ``3``)
         init_std (float, optional): Std of the normal init of the layer-0 embeddings (the reference
-            PyTorch implementation uses 0.1); ``None`` keeps PyG's Xavier init. (default: ``0.1``)
+            PyTorch implementation uses 0.1); ``None``: Xavier-uniform per table, as LightGCN's
+            TensorFlow code (see :func:`init_id_embeddings`). (default: ``0.1``)
         similarity (str, optional): ``dot`` scores :math:`\mathbf{e}_u^\top \mathbf{e}_i`;
             ``cosine`` scores :math:`\mathbf{e}_u^\top \mathbf{e}_i / (\lVert\mathbf{e}_u\rVert
             \lVert\mathbf{e}_i\rVert)` (final embeddings L2-normalised). (default: ``"dot"``)
@@ -289,10 +313,9 @@ class LightGCNRecommender(RecModel):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Re-initialise the embeddings."""
+        """Re-initialise the embeddings (see :func:`init_id_embeddings`)."""
         self.lightgcn.reset_parameters()
-        if self.init_std is not None:
-            torch.nn.init.normal_(self.lightgcn.embedding.weight, std=self.init_std)
+        init_id_embeddings(self.lightgcn.embedding.weight, self.num_users, self.init_std)
 
     def embeddings(self) -> tuple[Tensor, Tensor]:
         out = self.finalize(propagate(self.lightgcn, self.lightgcn.embedding.weight, self.adjacency()))

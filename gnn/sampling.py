@@ -113,3 +113,91 @@ class NegativeSampler:
             if torch.equal(nxt, c):
                 return c
             c = nxt
+
+
+def distinct_rows(num: int, rows: int, cols: int, generator: torch.Generator | None = None,
+                  device: torch.device | str = "cpu") -> Tensor:
+    """A ``(rows, cols)`` matrix of indices in ``[0, num)``, distinct within each row, each row a uniform subset.
+
+    Few per row (``cols <= num / 2``): draw with replacement, then redraw the later copies of
+    repeated values until no row repeats one (rounds shrink geometrically; every label is treated
+    alike, so each row's set is uniform among ``cols``-subsets). Many per row: the first ``cols``
+    of a random permutation per row. Either way the work is ``O(rows * max(cols, num))`` with
+    ``num < 2 * cols`` in the permutation branch, i.e. linear in the output.
+
+    Args:
+        num (int): Size of the population.
+        rows (int): Number of independent draws.
+        cols (int): Distinct indices per draw (at most ``num``).
+        generator (torch.Generator, optional): Random source (on ``device``).
+        device (torch.device or str, optional): Device of the result. (default: ``"cpu"``)
+
+    Raises:
+        ModelError: ``cols > num``.
+    """
+    if cols > num:
+        raise ModelError(f"cannot draw {cols} distinct indices out of {num}")
+    if 2 * cols > num:
+        keys = torch.rand((rows, num), generator=generator, device=device)
+        return keys.argsort(dim=1)[:, :cols]
+    out = torch.randint(0, num, (rows, cols), generator=generator, device=device)
+    while True:
+        srt, order = out.sort(dim=1)
+        repeat = srt[:, 1:] == srt[:, :-1]
+        r, c = repeat.nonzero(as_tuple=True)
+        if r.numel() == 0:
+            return out
+        out[r, order[r, c + 1]] = torch.randint(0, num, (r.numel(),), generator=generator, device=device)
+
+
+def epoch_positives(
+    mode: str,
+    sampler: NegativeSampler,
+    pos_users: Tensor,
+    pos_items: Tensor,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One epoch's (user, positive item) pairs, in step order (step ``s`` trains rows ``s*B:(s+1)*B``).
+
+    Modes, with :math:`n` training pairs and :math:`B` = ``batch_size``:
+
+    - ``interaction``: every training pair once, in a random order (:math:`n` rows);
+    - ``user``: :math:`n` users drawn uniformly with replacement among those with a training pair,
+      one of each user's training items drawn uniformly (LightGCN's PyTorch code);
+    - ``user_distinct``: :math:`\\lceil n / B \\rceil` full batches of :math:`B` users, distinct within
+      a batch (with replacement when :math:`B` exceeds the users), one training item each
+      (LightGCN's TensorFlow code, ``rd.sample(users, batch_size)`` per step).
+
+    Args:
+        mode (str): ``interaction``, ``user`` or ``user_distinct``.
+        sampler (NegativeSampler): Holds each user's training items (on the pairs' device).
+        pos_users (Tensor): User of every training pair (users with no negative already removed).
+        pos_items (Tensor): Item of every training pair.
+        batch_size (int): Pairs per optimisation step.
+        generator (torch.Generator, optional): Random source (on the pairs' device).
+
+    Returns:
+        ``(users, items)`` of equal length.
+
+    Raises:
+        ModelError: Unknown ``mode``.
+    """
+    device = pos_users.device
+    n = pos_users.numel()
+    if mode == "interaction":
+        perm = torch.randperm(n, generator=generator, device=device)
+        return pos_users[perm], pos_items[perm]
+    candidates = torch.unique(pos_users)
+    if mode == "user":
+        idx = torch.randint(0, candidates.numel(), (n,), generator=generator, device=device)
+    elif mode == "user_distinct":
+        steps = (n + batch_size - 1) // batch_size
+        if batch_size <= candidates.numel():
+            idx = distinct_rows(candidates.numel(), steps, batch_size, generator, device).reshape(-1)
+        else:
+            idx = torch.randint(0, candidates.numel(), (steps * batch_size,), generator=generator, device=device)
+    else:
+        raise ModelError(f"unknown positive sampling {mode!r}")
+    users = candidates[idx]
+    return users, sampler.sample_positives(users, generator)

@@ -1,7 +1,8 @@
 """Training loop for any :class:`gnn.models.RecModel`: BPR / sampled-softmax, Adam, early stopping.
 
 One epoch = every training interaction once as a positive, in a seeded random order (or, with
-``positive_sampling="user"``, as many uniformly drawn users with one random training item each), with
+``positive_sampling="user"``, as many uniformly drawn users with one random training item each; with
+``"user_distinct"``, full batches of distinct uniformly drawn users: :func:`gnn.sampling.epoch_positives`), with
 ``num_negatives`` uniform negatives per positive drawn at the start of the epoch (vectorised,
 never a positive), or, with ``shared_negatives``, ``num_negatives`` uniform items drawn per step
 and shared by the whole batch (a row's own positive masked out). Each step propagates the full graph (LightGCN's formulation), scores the
@@ -28,7 +29,7 @@ from gnn.data import InteractionData
 from gnn.evaluate import Evaluator, resolve_device
 from gnn.losses import l2_ego, make_loss
 from gnn.models import RecModel, build_model
-from gnn.sampling import NegativeSampler
+from gnn.sampling import NegativeSampler, epoch_positives
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +174,6 @@ def train_model(
     n = pos_users.numel()
     if n == 0:
         raise ModelError("every training user interacted with every item: no negatives to sample")
-    # users that can be drawn by user-uniform positive sampling: a training item and a negative
-    sample_users = torch.unique(pos_users)
     loss_fn = make_loss(config.loss, config.temperature)
     opt = make_optimizer(model, config.lr)
     evaluator = (
@@ -190,12 +189,7 @@ def train_model(
     postfix: dict[str, str] = {}
     for epoch in bar:
         t0 = time.perf_counter()
-        if config.positive_sampling == "user":
-            users_e = sample_users[torch.randint(0, sample_users.numel(), (n,), generator=gen, device=device)]
-            items_e = sampler.sample_positives(users_e, gen)
-        else:
-            perm = torch.randperm(n, generator=gen, device=device)
-            users_e, items_e = pos_users[perm], pos_items[perm]
+        users_e, items_e = epoch_positives(config.positive_sampling, sampler, pos_users, pos_items, config.batch_size, gen)
         shared = config.shared_negatives
         negs_e = None if shared else sampler.sample(users_e, config.num_negatives, gen)
         total = torch.zeros((), device=device)

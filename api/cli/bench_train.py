@@ -38,8 +38,10 @@ def register_bench(bench_app: typer.Typer) -> None:
             help="Override: draw --num-negatives items per step, shared by the whole batch (or per positive).",
         ),
         positive_sampling: str | None = typer.Option(
-            None, help="Override: interaction (every training pair once per epoch) or user (users drawn uniformly, as LightGCN's reference code).",
+            None, help="Override: interaction (every training pair once per epoch), user (users drawn uniformly, as LightGCN's "
+            "PyTorch code) or user_distinct (batches of distinct users, as LightGCN's TensorFlow code).",
         ),
+        init: str | None = typer.Option(None, help="Override the layer-0 init: a normal std (0.1) or xavier (LightGCN's TensorFlow code)."),
         threads: int | None = typer.Option(None, min=1, help="torch.set_num_threads(N) before training (default: torch's choice)."),
         device: str = typer.Option("auto", help="auto / cpu / cuda."),
         seed: int = typer.Option(2020, help="Seed."),
@@ -53,7 +55,7 @@ def register_bench(bench_app: typer.Typer) -> None:
             torch.set_num_threads(threads)
         from graphrec.errors import InvalidArgumentError
         from graphrec.snapshot import SplitSpec
-        from gnn.config import RECIPES
+        from gnn.config import RECIPES, parse_init_std
         from gnn.data import InteractionData, snapshot_from_frames
         from gnn.evaluate import Evaluator, resolve_device
         from gnn.plots import plot_curves
@@ -70,6 +72,9 @@ def register_bench(bench_app: typer.Typer) -> None:
         )
         config = RECIPES[recipe](**{k: v for k, v in overrides.items() if v is not None})
         tuned = {k: v for k, v in overrides.items() if v is not None and k not in ("epochs", "eval_every", "device", "seed")}
+        if init is not None:
+            config.init_std = parse_init_std(init)
+            tuned["init"] = init
         title = f"LightGCN {recipe} recipe on {dataset} (test part)"
         if tuned:
             title += ": " + ", ".join(f"{k}={v}" for k, v in tuned.items())

@@ -91,8 +91,11 @@ def train(
         None, "--shared-negatives/--per-positive-negatives", help="Negatives drawn per step and shared by the batch, or per positive."
     ),
     positive_sampling: str | None = typer.Option(
-        None, "--positive-sampling", help="interaction (every training pair once per epoch) or user (users drawn uniformly, as LightGCN's reference code)."
+        None, "--positive-sampling",
+        help="interaction (every training pair once per epoch), user (users drawn uniformly, as LightGCN's PyTorch code) "
+        "or user_distinct (batches of distinct users, as LightGCN's TensorFlow code).",
     ),
+    init: str | None = typer.Option(None, "--init", help="Layer-0 init: a normal std (0.1) or xavier (LightGCN's TensorFlow code)."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch.set_num_threads(N) before training."),
     eval_every: int | None = typer.Option(None, "--eval-every", help="Validate every N epochs."),
     patience: int | None = typer.Option(None, "--patience", help="Evaluations without improvement before stopping (0: never)."),
@@ -108,7 +111,7 @@ def train(
         torch.set_num_threads(threads)
     from api.settings import get_settings
     from gnn.checkpoint import new_version, save_checkpoint
-    from gnn.config import RECIPES, TrainConfig
+    from gnn.config import RECIPES, TrainConfig, parse_init_std
     from gnn.data import InteractionData
     from gnn.evaluate import Evaluator
     from gnn.plots import plot_curves
@@ -121,15 +124,15 @@ def train(
     if split == "fixed":
         params.setdefault("val_fraction", 0.1)
     snap = load_snapshot(settings, dataset=dataset, snapshot=snapshot, lightgcn=lightgcn, split=split, params=params, seed=split_seed)
-    base = TrainConfig.load(config_file).model_dump() if config_file else RECIPES[recipe]().model_dump()
-    overrides = dict(
+    base = TrainConfig.load(config_file) if config_file else RECIPES[recipe]()
+    config = base.with_options(
         model=model, embedding_dim=dim, num_layers=layers, lr=lr, reg=reg, batch_size=batch_size, epochs=epochs,
         num_negatives=negatives, loss=loss, temperature=temperature, similarity=similarity, shared_negatives=shared_negatives,
         positive_sampling=positive_sampling, eval_every=eval_every, patience=patience,
         seed=seed, device=device or settings.device,
     )
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    config = TrainConfig.from_options(**base)
+    if init is not None:
+        config.init_std = parse_init_std(init)
     data = InteractionData.from_snapshot(snap)
     typer.echo(
         f"{data.dataset}: {data.num_users} users, {data.num_items} items; train {len(data.train)}, "

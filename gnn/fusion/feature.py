@@ -13,7 +13,7 @@ from torch import Tensor
 from torch_geometric.nn.models import LightGCN
 
 from graphrec.errors import ModelError
-from gnn.models import BatchEmbeddings, RecModel, register_model
+from gnn.models import BatchEmbeddings, RecModel, init_id_embeddings, register_model
 from gnn.propagation import propagate, propagate_rows
 
 
@@ -45,7 +45,8 @@ class FusedLightGCN(RecModel):
             (default: ``["f0", "f1", ...]``)
         embedding_dim (int, optional): Embedding size. (default: ``64``)
         num_layers (int, optional): Propagation layers. (default: ``3``)
-        init_std (float, optional): Std of the normal init of the ID embeddings. (default: ``0.1``)
+        init_std (float, optional): Std of the normal init of the ID embeddings; ``None``: Xavier
+            per table (:func:`gnn.models.init_id_embeddings`). (default: ``0.1``)
         id_dropout (float, optional): During training, the ID embedding of each item is zeroed
             with this probability (per forward pass), which makes the projections carry
             collaborative signal on their own (DropoutNet-style; helps cold items). (default: ``0.0``)
@@ -92,10 +93,9 @@ class FusedLightGCN(RecModel):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Re-initialise ID embeddings (normal, ``init_std``) and projections (Xavier)."""
+        """Re-initialise ID embeddings (:func:`gnn.models.init_id_embeddings`) and projections (Xavier)."""
         self.lightgcn.reset_parameters()
-        if self.init_std is not None:
-            torch.nn.init.normal_(self.lightgcn.embedding.weight, std=self.init_std)
+        init_id_embeddings(self.lightgcn.embedding.weight, self.num_users, self.init_std)
         for p in self.projections:
             torch.nn.init.xavier_uniform_(p.weight)
 

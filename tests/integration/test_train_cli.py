@@ -57,6 +57,24 @@ def test_train_then_evaluate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "ndcg@10" in capsys.readouterr().out
 
 
+def test_train_keeps_a_config_files_xavier_init_and_takes_init_overrides(tmp_path: Path) -> None:
+    from gnn.config import paper_recipe
+
+    files = _write_lightgcn_files(tmp_path / "lg")
+    config = paper_recipe(embedding_dim=8, batch_size=64)
+    config.init_std = None
+    config_file = config.save(tmp_path / "xavier.json")
+    common = ["--lightgcn", str(files), "--epochs", "1", "--device", "cpu", "--no-progress"]
+    assert _run(["train", "--config", str(config_file), *common, "--out", str(tmp_path / "a")]) == 0
+    kept = load_checkpoint(tmp_path / "a").config
+    assert kept is not None and kept.init_std is None and kept.embedding_dim == 8
+    assert _run(["train", "--config", str(config_file), "--init", "0.05", "--positive-sampling", "user_distinct",
+                 *common, "--out", str(tmp_path / "b")]) == 0
+    changed = load_checkpoint(tmp_path / "b").config
+    assert changed is not None and changed.init_std == 0.05 and changed.positive_sampling == "user_distinct"
+    assert _run(["train", "--init", "he", *common, "--out", str(tmp_path / "c")]) == 2
+
+
 def test_train_needs_one_source(tmp_path: Path) -> None:
     assert _run(["train", "--device", "cpu"]) == 2
     snap_dir = write_snapshot(_snapshot(), tmp_path / "s")

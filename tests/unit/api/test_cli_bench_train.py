@@ -33,7 +33,7 @@ def test_bench_train_overrides_reach_the_config(tmp_path: Path, capsys: pytest.C
             ["bench", "train", "--dataset", "tiny", "--path", str(data), "--recipe", "default", "--epochs", "1",
              "--eval-every", "1", "--device", "cpu", "--batch-size", "16", "--num-negatives", "3",
              "--similarity", "cosine", "--temperature", "0.15", "--reg", "0.001", "--lr", "0.002",
-             "--threads", "1", "--out", str(tmp_path / "out")],
+             "--positive-sampling", "user_distinct", "--init", "xavier", "--threads", "1", "--out", str(tmp_path / "out")],
             capsys,
         )
         assert code == 0, out + err
@@ -44,6 +44,8 @@ def test_bench_train_overrides_reach_the_config(tmp_path: Path, capsys: pytest.C
     config = summary["config"]
     assert (config["similarity"], config["temperature"], config["reg"], config["lr"]) == ("cosine", 0.15, 0.001, 0.002)
     assert config["num_negatives"] == 3 and summary["torch_threads"] == 1
+    assert config["positive_sampling"] == "user_distinct" and config["init_std"] is None
+    assert summary["overrides"]["init"] == "xavier"
     assert summary["overrides"]["similarity"] == "cosine" and "epochs" not in summary["overrides"]
     assert 0.0 <= summary["history"][-1]["metrics"]["recall@20"] <= 1.0
     assert (tmp_path / "out" / "bench_train.png").is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,11 @@ import torch
 from graphrec.errors import InvalidArgumentError, ModelError, UnknownUserError
 from gnn.baselines import ItemKNN, MostPopular
 from gnn.checkpoint import load_checkpoint, save_checkpoint
-from gnn.config import TrainConfig, default_recipe, paper_recipe
+from gnn.config import TrainConfig, default_recipe, paper_recipe, parse_init_std
 from gnn.data import InteractionData
 from gnn.embeddings import export_embeddings
 from gnn.evaluate import Evaluator
-from gnn.models import MODELS, Recommender, build_model
+from gnn.models import MODELS, LightGCNRecommender, Recommender, build_model, init_id_embeddings
 from gnn.recommend import TopK
 from gnn.train import create_model, train_model
 
@@ -57,7 +58,7 @@ def test_fixed_seed_gives_identical_runs(tiny_data: InteractionData, loss: str, 
     assert runs[0].best_epoch is not None and "ndcg@20" in runs[0].best_metrics
 
 
-@pytest.mark.parametrize("positive_sampling", ["interaction", "user"])
+@pytest.mark.parametrize("positive_sampling", ["interaction", "user", "user_distinct"])
 def test_training_lowers_loss(tiny_data: InteractionData, positive_sampling: str) -> None:
     config = TrainConfig(**{**SMALL, "epochs": 8, "eval_every": 8, "positive_sampling": positive_sampling})
     res = train_model(create_model(config, tiny_data), tiny_data, config, progress=False)
@@ -154,6 +155,35 @@ def test_config_save_reload_unchanged(tmp_path: Path, factory) -> None:  # type:
     loaded = TrainConfig.load(config.save(tmp_path / "c.json"))
     assert loaded == config and loaded.model_dump() == config.model_dump()
     assert all(f.description for f in TrainConfig.model_fields.values())  # every field documented
+
+
+def test_config_with_options_keeps_a_none_init_and_parses_it() -> None:
+    xavier = paper_recipe().with_options(init_std=None, batch_size=64)  # None: "not given", the field keeps its value
+    assert (xavier.init_std, xavier.batch_size) == (0.1, 64)
+    xavier.init_std = parse_init_std("Xavier")
+    kept = xavier.with_options(lr=0.01)
+    assert kept.init_std is None and kept.lr == 0.01
+    assert parse_init_std("0.05") == 0.05
+    for bad in ("0", "-1", "he"):
+        with pytest.raises(InvalidArgumentError):
+            parse_init_std(bad)
+    with pytest.raises(InvalidArgumentError):
+        kept.with_options(positive_sampling="item")
+
+
+def test_xavier_init_is_per_table_as_lightgcn_tensorflow() -> None:
+    torch.manual_seed(0)
+    nu, ni, d = 3000, 500, 64
+    weight = torch.empty(nu + ni, d)
+    init_id_embeddings(weight, nu, None)
+    for rows, n in ((weight[:nu], nu), (weight[nu:], ni)):
+        bound = math.sqrt(6 / (n + d))
+        assert rows.abs().max() <= bound and rows.abs().max() > 0.95 * bound
+        assert abs(rows.std().item() - bound / math.sqrt(3)) < 0.02 * bound
+    init_id_embeddings(weight, nu, 0.1)
+    assert abs(weight.std().item() - 0.1) < 0.002 and abs(weight.mean().item()) < 0.002
+    model = LightGCNRecommender(nu, ni, d, init_std=None)
+    assert model.lightgcn.embedding.weight[nu:].abs().max() > math.sqrt(6 / (nu + d))  # item bound, not the user one
 
 
 def test_config_rejects_bad_values() -> None:
