@@ -155,17 +155,18 @@ def epoch_positives(
     sampler: NegativeSampler,
     pos_users: Tensor,
     pos_items: Tensor,
+    user_pool: Tensor,
     batch_size: int,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """One epoch's (user, positive item) pairs, in step order (step ``s`` trains rows ``s*B:(s+1)*B``).
+    r"""One epoch's (user, positive item) pairs, in step order (step ``s`` trains rows ``s*B:(s+1)*B``).
 
     Modes, with :math:`n` training pairs and :math:`B` = ``batch_size``:
 
     - ``interaction``: every training pair once, in a random order (:math:`n` rows);
-    - ``user``: :math:`n` users drawn uniformly with replacement among those with a training pair,
+    - ``user``: :math:`n` users drawn uniformly with replacement from ``user_pool``,
       one of each user's training items drawn uniformly (LightGCN's PyTorch code);
-    - ``user_distinct``: :math:`\\lceil n / B \\rceil` full batches of :math:`B` users, distinct within
+    - ``user_distinct``: :math:`\lceil n / B \rceil` full batches of :math:`B` users, distinct within
       a batch (with replacement when :math:`B` exceeds the users), one training item each
       (LightGCN's TensorFlow code, ``rd.sample(users, batch_size)`` per step).
 
@@ -174,6 +175,8 @@ def epoch_positives(
         sampler (NegativeSampler): Holds each user's training items (on the pairs' device).
         pos_users (Tensor): User of every training pair (users with no negative already removed).
         pos_items (Tensor): Item of every training pair.
+        user_pool (Tensor): The distinct users the ``user`` modes draw from, sorted
+            (``torch.unique(pos_users)``, computed once by the caller rather than every epoch).
         batch_size (int): Pairs per optimisation step.
         generator (torch.Generator, optional): Random source (on the pairs' device).
 
@@ -188,7 +191,7 @@ def epoch_positives(
     if mode == "interaction":
         perm = torch.randperm(n, generator=generator, device=device)
         return pos_users[perm], pos_items[perm]
-    candidates = torch.unique(pos_users)
+    candidates = user_pool
     if mode == "user":
         idx = torch.randint(0, candidates.numel(), (n,), generator=generator, device=device)
     elif mode == "user_distinct":

@@ -174,6 +174,8 @@ def train_model(
     n = pos_users.numel()
     if n == 0:
         raise ModelError("every training user interacted with every item: no negatives to sample")
+    # users that can be drawn by user-uniform positive sampling: a training item and a negative
+    user_pool = torch.unique(pos_users)
     loss_fn = make_loss(config.loss, config.temperature)
     opt = make_optimizer(model, config.lr)
     evaluator = (
@@ -189,7 +191,9 @@ def train_model(
     postfix: dict[str, str] = {}
     for epoch in bar:
         t0 = time.perf_counter()
-        users_e, items_e = epoch_positives(config.positive_sampling, sampler, pos_users, pos_items, config.batch_size, gen)
+        users_e, items_e = epoch_positives(
+            config.positive_sampling, sampler, pos_users, pos_items, user_pool, config.batch_size, gen
+        )
         shared = config.shared_negatives
         negs_e = None if shared else sampler.sample(users_e, config.num_negatives, gen)
         total = torch.zeros((), device=device)

@@ -97,23 +97,23 @@ def _pairs() -> tuple[NegativeSampler, torch.Tensor, torch.Tensor]:
 def test_epoch_positives_user_distinct_fills_batches_with_distinct_users() -> None:
     sampler, users, items = _pairs()
     n, batch = users.numel(), 8
-    bu, bi = epoch_positives("user_distinct", sampler, users, items, batch, torch.Generator().manual_seed(0))
+    bu, bi = epoch_positives("user_distinct", sampler, users, items, users.unique(), batch, torch.Generator().manual_seed(0))
     steps = (n + batch - 1) // batch
     assert bu.shape == bi.shape == (steps * batch,)
     per_step = bu.reshape(steps, batch)
     assert (per_step.sort(dim=1).values.diff(dim=1) > 0).all()
     assert sampler.is_positive(bu, bi).all()
     # more users per batch than users: drawn with replacement, still one training item each
-    wide_u, wide_i = epoch_positives("user_distinct", sampler, users, items, 64, torch.Generator().manual_seed(0))
+    wide_u, wide_i = epoch_positives("user_distinct", sampler, users, items, users.unique(), 64, torch.Generator().manual_seed(0))
     assert wide_u.numel() == ((n + 63) // 64) * 64 and sampler.is_positive(wide_u, wide_i).all()
 
 
 def test_epoch_positives_other_modes() -> None:
     sampler, users, items = _pairs()
-    iu, ii = epoch_positives("interaction", sampler, users, items, 8, torch.Generator().manual_seed(0))
+    iu, ii = epoch_positives("interaction", sampler, users, items, users.unique(), 8, torch.Generator().manual_seed(0))
     key = lambda u, i: sorted((u * 100 + i).tolist())  # noqa: E731
     assert key(iu, ii) == key(users, items)  # every training pair exactly once
-    uu, ui = epoch_positives("user", sampler, users, items, 8, torch.Generator().manual_seed(0))
+    uu, ui = epoch_positives("user", sampler, users, items, users.unique(), 8, torch.Generator().manual_seed(0))
     assert uu.numel() == users.numel() and sampler.is_positive(uu, ui).all()
     with pytest.raises(ModelError):
-        epoch_positives("item", sampler, users, items, 8)
+        epoch_positives("item", sampler, users, items, users.unique(), 8)
