@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
+import struct
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,6 +34,11 @@ from gnn.vocab import Vocabulary
 
 CHECKPOINT_FILE = "model.pt"
 CHECKPOINT_FORMAT = 1
+
+TORCH_LOAD_ERRORS: tuple[type[Exception], ...] = (
+    OSError, RuntimeError, EOFError, ValueError, TypeError, pickle.UnpicklingError, struct.error,
+)
+"""What ``torch.load`` raises on a missing, truncated or foreign file."""
 
 
 class CheckpointMeta(BaseModel):
@@ -144,7 +151,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     file = p / CHECKPOINT_FILE if p.is_dir() else p
     try:
         blob = torch.load(file, map_location=map_location, weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as e:
+    except TORCH_LOAD_ERRORS as e:
         raise ModelError(f"cannot read checkpoint {file}: {e}") from e
     meta = CheckpointMeta.model_validate(blob["meta"])
     if meta.format_version != CHECKPOINT_FORMAT:

@@ -8,7 +8,9 @@ never a positive), or, with ``shared_negatives``, ``num_negatives`` uniform item
 and shared by the whole batch (a row's own positive masked out). Each step propagates the full graph (LightGCN's formulation), scores the
 batch, adds the L2 term on the batch's ego embeddings and takes an Adam step. Every
 ``eval_every`` epochs the validation part is evaluated; the best state (by ``monitor``) is kept
-and restored at the end; ``patience`` evaluations without improvement stop training.
+and restored at the end; ``patience`` evaluations without improvement stop training. With a state
+path, a :class:`gnn.train_state.TrainState` is saved at every evaluation and when training stops, and a
+run given one continues where it left off (:mod:`gnn.train_state`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -30,6 +33,7 @@ from gnn.evaluate import Evaluator, resolve_device
 from gnn.losses import l2_ego, make_loss
 from gnn.models import RecModel, build_model
 from gnn.sampling import NegativeSampler, epoch_positives
+from gnn.train_state import TrainState, cpu_copy, now_utc, restore_generator, save_train_state
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,7 @@ class TrainResult:
     best_epoch: int | None = None
     best_metrics: dict[str, float] = field(default_factory=dict)
     stopped_early: bool = False
+    segments: list[dict[str, object]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         """History and summary as JSON-able data."""
@@ -62,6 +67,7 @@ class TrainResult:
             "best_epoch": self.best_epoch,
             "best_metrics": self.best_metrics,
             "stopped_early": self.stopped_early,
+            "segments": self.segments,
             "history": [r.__dict__ for r in self.history],
         }
 
@@ -143,6 +149,8 @@ def train_model(
     *,
     progress: bool = True,
     on_epoch: Callable[[EpochRecord], bool | None] | None = None,
+    state_path: Path | None = None,
+    resume: TrainState | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data.train`` with early stopping on ``data.val``.
 
@@ -153,12 +161,18 @@ def train_model(
         progress: Show a tqdm bar with the loss and the last validation metrics.
         on_epoch: Called after every epoch with its record (it may add ``metrics`` to it); returning
             ``True`` stops training after this epoch (e.g. a time budget).
+        state_path: Save a :class:`TrainState` here (a file, or a folder for ``train_state.pt``) after
+            every evaluation epoch and the last epoch run.
+        resume: Continue from this state (made with the same data and settings, see
+            :meth:`TrainState.check_resumable`): parameters, optimiser, generator, early stopping and
+            history are restored and training goes on from the next epoch.
 
     Returns:
         A :class:`TrainResult`; ``result.model`` is ``model`` with the best validation state loaded.
 
     Raises:
         ModelError: No training interactions, or no user has any negative.
+        InvalidArgumentError: ``resume`` does not fit ``data`` / ``config``.
     """
     if len(data.train) == 0:
         raise ModelError("no training interactions")
@@ -186,8 +200,40 @@ def train_model(
     best_value = -math.inf
     best_state: dict[str, torch.Tensor] | None = None
     bad_evals = 0
+    start = 0
+    segment: dict[str, object] = {"first_epoch": 1, "device": str(device), "torch_threads": torch.get_num_threads(), "started_at": now_utc()}
+    if resume is not None:
+        resume.check_resumable(config, data.snapshot_hash)
+        model.load_state_dict(resume.model_state)
+        opt.load_state_dict(resume.optimizer_state)
+        if not restore_generator(gen, resume, config.seed):
+            log.warning("training state from %s continues on %s: generator reseeded", resume.generator_device, device.type)
+            segment["generator_reseeded"] = True
+        best_value, bad_evals, best_state = resume.best_value, resume.bad_evals, resume.best_state
+        result.best_epoch, result.best_metrics = resume.best_epoch, dict(resume.best_metrics)
+        result.history = [EpochRecord(**h) for h in resume.history]
+        result.segments = [dict(s) for s in resume.segments]
+        start = resume.epoch
+        segment["first_epoch"] = start + 1
+    result.segments.append(segment)
+
+    def save_state(epoch: int, path: Path) -> None:
+        segment["last_epoch"] = epoch
+        state = TrainState(
+            epoch=epoch, config=config.model_dump(), snapshot_hash=data.snapshot_hash,
+            model_state=cpu_copy(model.state_dict()), optimizer_state=opt.state_dict(),
+            generator_state=gen.get_state(), generator_device=device.type,
+            best_value=best_value, best_epoch=result.best_epoch, best_metrics=dict(result.best_metrics),
+            best_state=cpu_copy(best_state) if best_state is not None else None, bad_evals=bad_evals,
+            history=[dict(r.__dict__) for r in result.history], segments=result.segments,
+        )
+        save_train_state(path, state)
+
     steps = (n + config.batch_size - 1) // config.batch_size
-    bar = tqdm(range(1, config.epochs + 1), desc=f"train {config.model}", unit="epoch", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        range(start + 1, config.epochs + 1), desc=f"train {config.model}", unit="epoch", disable=not progress,
+        dynamic_ncols=True, initial=start, total=config.epochs,
+    )
     postfix: dict[str, str] = {}
     for epoch in bar:
         t0 = time.perf_counter()
@@ -208,7 +254,8 @@ def train_model(
             total += training_step(model, opt, loss_fn, bu, bp, bn, config.reg)
         record = EpochRecord(epoch=epoch, loss=float(total) / steps, seconds=time.perf_counter() - t0)
         postfix["loss"] = f"{record.loss:.4f}"
-        if evaluator is not None and (epoch % config.eval_every == 0 or epoch == config.epochs):
+        evaluation_epoch = epoch % config.eval_every == 0 or epoch == config.epochs
+        if evaluator is not None and evaluation_epoch:
             model.eval()
             ev = evaluator.evaluate(model)
             model.train()
@@ -226,10 +273,12 @@ def train_model(
         bar.set_postfix(postfix)
         result.history.append(record)
         log.info("epoch %d loss %.5f %.2fs %s", epoch, record.loss, record.seconds, record.metrics or "")
-        if on_epoch is not None and on_epoch(record):
-            break
+        stop = on_epoch is not None and bool(on_epoch(record))
         if config.patience and bad_evals >= config.patience:
-            result.stopped_early = True
+            result.stopped_early = stop = True
+        if state_path is not None and (evaluation_epoch or stop):
+            save_state(epoch, state_path)
+        if stop:
             break
     bar.close()
     if best_state is not None:

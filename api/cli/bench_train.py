@@ -2,7 +2,9 @@
 
 Prints per-epoch time, evaluation time and Recall@20 / NDCG@20 over epochs, and writes them as
 JSON plus a PNG curve. Evaluation is on the data's own test part (as in the paper, no validation
-carve-out); training never sees it.
+carve-out); training never sees it. The training state is saved in the output folder at every
+evaluation and when the run stops, so ``--resume`` continues a run (e.g. one cut by ``--time-limit``)
+exactly where it stopped, and the JSON and PNG cover the whole run.
 """
 
 from __future__ import annotations
@@ -46,7 +48,11 @@ def register_bench(bench_app: typer.Typer) -> None:
         device: str = typer.Option("auto", help="auto / cpu / cuda."),
         seed: int = typer.Option(2020, help="Seed."),
         time_limit: float | None = typer.Option(None, help="Stop after this many seconds (after the running epoch)."),
-        out: Path = typer.Option(Path("bench-train"), help="Output folder for the JSON and PNG."),
+        out: Path = typer.Option(Path("bench-train"), help="Output folder for the JSON, the PNG and the training state."),
+        resume: bool = typer.Option(
+            False, "--resume/--no-resume",
+            help="Continue from the training state in --out (give the same options; --epochs, --eval-every and --device may change).",
+        ),
     ) -> None:
         """Run a training recipe on LightGCN-format data; print epoch / eval times and accuracy."""
         import torch
@@ -60,6 +66,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         from gnn.evaluate import Evaluator, resolve_device
         from gnn.plots import plot_curves
         from gnn.train import EpochRecord, create_model, train_model
+        from gnn.train_state import load_train_state
         from loaders.lightgcn import read_lightgcn
 
         if recipe not in RECIPES:
@@ -91,7 +98,11 @@ def register_bench(bench_app: typer.Typer) -> None:
         model = create_model(config, data)
         evaluator = Evaluator(data, "test", ks=[20], batch_users=config.eval_batch_users, device=dev)
         out.mkdir(parents=True, exist_ok=True)
-        history: list[dict[str, Any]] = []
+        state = load_train_state(out) if resume else None
+        history: list[dict[str, Any]] = list(state.history) if state else []
+        segments: list[dict[str, Any]] = list(state.segments) if state else []
+        if state:
+            typer.echo(f"resuming after epoch {state.epoch} from {out}")
         started = time.perf_counter()
 
         def report() -> dict[str, Any]:
@@ -110,6 +121,7 @@ def register_bench(bench_app: typer.Typer) -> None:
                 "min_epoch_seconds": min(times) if times else None,
                 "mean_eval_seconds": sum(h["eval_seconds"] for h in evals) / len(evals) if evals else None,
                 "best": max(({"epoch": h["epoch"], **h["metrics"]} for h in evals), key=lambda r: r["ndcg@20"], default=None),
+                "segments": segments,
                 "history": history,
                 "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
                 "note": "timings on a shared machine (other jobs may run beside this one) unless stated otherwise",
@@ -120,16 +132,19 @@ def register_bench(bench_app: typer.Typer) -> None:
 
         def on_epoch(rec: EpochRecord) -> bool:
             line = f"epoch {rec.epoch:4d}  loss {rec.loss:.5f}  {rec.seconds:6.2f} s"
-            if rec.epoch % config.eval_every == 0 or rec.epoch == config.epochs:
+            stop = time_limit is not None and time.perf_counter() - started > time_limit
+            # evaluate before stopping too, so the saved state's history ends with metrics
+            if rec.epoch % config.eval_every == 0 or rec.epoch == config.epochs or stop:
                 ev = evaluator.evaluate(model)
                 rec.metrics, rec.eval_seconds = ev.metrics, ev.seconds
                 line += f"  eval {ev.seconds:5.2f} s  recall@20 {ev['recall@20']:.4f}  ndcg@20 {ev['ndcg@20']:.4f}"
             typer.echo(line)
             history.append(dict(rec.__dict__))
             report()
-            return time_limit is not None and time.perf_counter() - started > time_limit
+            return stop
 
-        train_model(model, data, config, progress=False, on_epoch=on_epoch)
+        result = train_model(model, data, config, progress=False, on_epoch=on_epoch, state_path=out, resume=state)
+        segments[:] = result.segments
         if not history or not history[-1].get("metrics"):
             ev = evaluator.evaluate(model)
             if history:

@@ -103,6 +103,13 @@ def train(
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (default: GRAPHREC_DEVICE)."),
     out: Path | None = typer.Option(None, "--out", help="Checkpoint folder (default: GRAPHREC_HOME/models/<dataset>/<version>)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    state: Path | None = typer.Option(
+        None, "--state", help="Save a resumable training state here (file or folder) at every validation and when training stops.",
+    ),
+    resume: bool = typer.Option(
+        False, "--resume/--no-resume",
+        help="Continue from the --state file (same data and options; --epochs, --eval-every, --patience and --device may change).",
+    ),
 ) -> None:
     """Train a model on a snapshot and save a checkpoint, its training curve and its metrics."""
     import torch
@@ -116,10 +123,13 @@ def train(
     from gnn.evaluate import Evaluator
     from gnn.plots import plot_curves
     from gnn.train import create_model, train_model
+    from gnn.train_state import load_train_state
 
     settings = get_settings()
     if recipe not in RECIPES:
         raise InvalidArgumentError(f"unknown recipe {recipe!r}; use one of {sorted(RECIPES)}")
+    if resume and state is None:
+        raise InvalidArgumentError("--resume needs --state (the file or folder of the state to continue from)")
     params = _parse_params(param)
     if split == "fixed":
         params.setdefault("val_fraction", 0.1)
@@ -139,7 +149,10 @@ def train(
         f"val {len(data.val)}, test {len(data.test)}; model {config.model}, device {config.device}"
     )
     net = create_model(config, data)
-    result = train_model(net, data, config, progress=progress)
+    previous = load_train_state(state) if resume and state is not None else None
+    if previous is not None:
+        typer.echo(f"resuming after epoch {previous.epoch} from {state}")
+    result = train_model(net, data, config, progress=progress, state_path=state, resume=previous)
     test_metrics: dict[str, float] = {}
     if len(data.test):
         ev = Evaluator(data, "test", ks=sorted({*config.ks, 10, 20}), batch_users=config.eval_batch_users, device=config.device)
@@ -150,7 +163,7 @@ def train(
     path = save_checkpoint(
         target, net, users=data.users, items=data.items, dataset=data.dataset, snapshot_hash=data.snapshot_hash,
         version=version, config=config, val_metrics=result.best_metrics, test_metrics=test_metrics,
-        best_epoch=result.best_epoch, extra={"stopped_early": result.stopped_early, "epochs_run": len(result.history)},
+        best_epoch=result.best_epoch, extra={"stopped_early": result.stopped_early, "epochs_run": len(result.history), "segments": result.segments},
     )
     (path / "history.json").write_text(json.dumps(history, indent=2))
     plot_curves(path / "curve.png", history["history"], metrics=[config.monitor], title=f"{config.model} on {data.dataset}")

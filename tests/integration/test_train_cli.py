@@ -88,3 +88,27 @@ def _snapshot():  # type: ignore[no-untyped-def]
 
     inter = pd.DataFrame({"user_idx": [0, 0, 1], "item_idx": [0, 1, 1], "split": ["train", "test", "train"]})
     return make_snapshot("t", "test", SplitSpec(name="fixed"), pd.DataFrame({"id": ["a", "b"]}), pd.DataFrame({"id": ["x", "y"]}), inter)
+
+
+def test_train_resumes_from_its_state_to_the_same_checkpoint(tmp_path: Path) -> None:
+    import torch
+
+    files = _write_lightgcn_files(tmp_path / "lg")
+    common = ["train", "--lightgcn", str(files), "--dim", "8", "--layers", "2", "--eval-every", "2", "--batch-size", "64",
+              "--lr", "0.01", "--patience", "0", "--device", "cpu", "--no-progress"]
+    assert _run([*common, "--epochs", "4", "--out", str(tmp_path / "whole")]) == 0
+    # two epochs with a state, then two more from it (--epochs may grow on resume)
+    assert _run([*common, "--epochs", "2", "--state", str(tmp_path / "state"), "--out", str(tmp_path / "first")]) == 0
+    assert (tmp_path / "state" / "train_state.pt").is_file()
+    assert _run([*common, "--epochs", "4", "--state", str(tmp_path / "state"), "--resume", "--out", str(tmp_path / "rest")]) == 0
+    whole, rest = load_checkpoint(tmp_path / "whole"), load_checkpoint(tmp_path / "rest")
+    assert rest.meta.best_epoch == whole.meta.best_epoch and rest.meta.val_metrics == whole.meta.val_metrics
+    for a, b in zip(whole.model.state_dict().values(), rest.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert [(s["first_epoch"], s["last_epoch"]) for s in rest.meta.extra["segments"]] == [(1, 2), (3, 4)]
+    history = json.loads((tmp_path / "rest" / "history.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    # --resume without --state, or with another learning rate, is a usage error
+    assert _run([*common, "--epochs", "6", "--resume", "--out", str(tmp_path / "x")]) == 2
+    assert _run([*common, "--epochs", "6", "--lr", "0.02", "--state", str(tmp_path / "state"), "--resume",
+                 "--out", str(tmp_path / "y")]) == 2

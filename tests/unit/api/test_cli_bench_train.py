@@ -59,3 +59,36 @@ def test_bench_train_rejects_unknown_similarity(tmp_path: Path, capsys: pytest.C
         capsys,
     )
     assert code != 0 and "similarity" in (out + err)
+
+
+def test_bench_train_resume_continues_a_time_limited_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _lightgcn_files(tmp_path / "tiny")
+    base = ["bench", "train", "--dataset", "tiny", "--path", str(data), "--epochs", "3", "--eval-every", "2",
+            "--device", "cpu", "--batch-size", "16"]
+    code, out, err = run_cli([*base, "--out", str(tmp_path / "whole")], capsys)
+    assert code == 0, out + err
+    # --time-limit 0 stops after the first epoch (evaluated, state saved); --resume runs epochs 2 and 3
+    code, out, err = run_cli([*base, "--out", str(tmp_path / "cut"), "--time-limit", "0"], capsys)
+    assert code == 0, out + err
+    assert [h["epoch"] for h in json.loads((tmp_path / "cut" / "bench_train.json").read_text())["history"]] == [1]
+    code, out, err = run_cli([*base, "--out", str(tmp_path / "cut"), "--resume"], capsys)
+    assert code == 0, out + err
+    assert "resuming after epoch 1" in out
+    whole = json.loads((tmp_path / "whole" / "bench_train.json").read_text())
+    cut = json.loads((tmp_path / "cut" / "bench_train.json").read_text())
+    assert [h["loss"] for h in cut["history"]] == [h["loss"] for h in whole["history"]]
+    assert cut["history"][-1]["metrics"] == whole["history"][-1]["metrics"]
+    assert cut["history"][1]["metrics"] == whole["history"][1]["metrics"]
+    assert cut["history"][0]["metrics"] is not None and whole["history"][0]["metrics"] is None
+    assert [(s["first_epoch"], s["last_epoch"]) for s in cut["segments"]] == [(1, 1), (2, 3)]
+
+
+def test_bench_train_resume_refuses_other_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _lightgcn_files(tmp_path / "tiny")
+    base = ["bench", "train", "--path", str(data), "--epochs", "2", "--device", "cpu", "--out", str(tmp_path / "out")]
+    code, out, err = run_cli([*base, "--time-limit", "0"], capsys)
+    assert code == 0, out + err
+    code, out, err = run_cli([*base, "--resume", "--lr", "0.5"], capsys)
+    assert code == 2 and "lr" in (out + err)
+    code, out, err = run_cli([*base[:-1], str(tmp_path / "empty"), "--resume"], capsys)
+    assert code != 0 and "cannot read the training state" in (out + err)

@@ -99,6 +99,13 @@ def test_checkpoint_roundtrip_identical_scores(tmp_path: Path, tiny_data: Intera
         assert ckpt.config == config
 
 
+@pytest.mark.parametrize("content", [b"", b"junk", b"not a checkpoint at all"])
+def test_unreadable_checkpoint_is_a_model_error(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "model.pt").write_bytes(content)
+    with pytest.raises(ModelError, match="cannot read checkpoint"):
+        load_checkpoint(tmp_path)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_recommender_contract(tiny_data: InteractionData, kind: str) -> None:
     model = _fitted(kind, tiny_data)
