@@ -20,7 +20,6 @@ goes on with other (equally random) draws.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -100,14 +99,13 @@ def save_train_state(path: str | os.PathLike[str], state: TrainState) -> Path:
         ModelError: An OS error.
     """
     target = state_path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         torch.save(asdict(state), tmp)
         os.replace(tmp, target)
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise ModelError(f"cannot write the training state to {target}: {e}") from e
     return target
 
