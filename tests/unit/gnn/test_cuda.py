@@ -79,3 +79,27 @@ def test_evaluator_cuda_equals_cpu() -> None:
     assert on_cpu.num_users == on_gpu.num_users > 0
     for key, value in on_cpu.metrics.items():
         assert on_gpu.metrics[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_resumed_cuda_run_follows_the_uninterrupted_one_and_cpu_state_moves_to_cuda(tmp_path) -> None:  # noqa: ANN001
+    from gnn.train_state import load_train_state
+
+    data = random_data(num_users=60, num_items=40, seed=3)
+    config = paper_recipe(epochs=6, eval_every=3, device="cuda", batch_size=64)
+    whole = train_model(create_model(config, data), data, config, progress=False)
+    train_model(create_model(config, data), data, config, progress=False, state_path=tmp_path / "gpu",
+                on_epoch=lambda rec: rec.epoch == 4)
+    state = load_train_state(tmp_path / "gpu")
+    assert state.generator_device == "cuda"
+    rest = train_model(create_model(config, data), data, config, progress=False, resume=state)
+    # the generator state carries over, so the draws are the same; float sums may reorder on CUDA
+    torch.testing.assert_close(
+        torch.tensor([r.loss for r in rest.history]), torch.tensor([r.loss for r in whole.history]), rtol=1e-4, atol=1e-6
+    )
+    # a CPU state continues on CUDA with a reseeded generator, and says so
+    cpu_config = config.with_options(device="cpu")
+    train_model(create_model(cpu_config, data), data, cpu_config, progress=False, state_path=tmp_path / "cpu",
+                on_epoch=lambda rec: rec.epoch == 2)
+    moved = train_model(create_model(config, data), data, config, progress=False, resume=load_train_state(tmp_path / "cpu"))
+    assert moved.segments[-1]["generator_reseeded"] is True and moved.segments[-1]["device"].startswith("cuda")
+    assert [r.epoch for r in moved.history] == [1, 2, 3, 4, 5, 6]
