@@ -19,9 +19,9 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Literal
 
+from graphrec.clock import utc_now_iso
 from graphrec.errors import InvalidArgumentError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -29,10 +29,6 @@ log = logging.getLogger(__name__)
 JobState = Literal["queued", "running", "succeeded", "failed"]
 _ARG_RE = re.compile(r"^[A-Za-z0-9_.,:=/@+-]{1,300}$")
 LOG_LINES = 60
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def check_args(args: list[str]) -> list[str]:
@@ -52,7 +48,7 @@ class Job:
     steps: list[list[str] | Callable[[], list[str] | None]]
     state: JobState = "queued"
     commands: list[list[str]] = field(default_factory=list)
-    created_at: str = field(default_factory=_now)
+    created_at: str = field(default_factory=utc_now_iso)
     started_at: str | None = None
     finished_at: str | None = None
     returncode: int | None = None
@@ -126,7 +122,7 @@ class JobRunner:
             self._run(job)
 
     def _run(self, job: Job) -> None:
-        job.state, job.started_at = "running", _now()
+        job.state, job.started_at = "running", utc_now_iso()
         rc = 0
         try:
             for step in job.steps:
@@ -150,4 +146,4 @@ class JobRunner:
             rc = rc or 1
         job.returncode = rc
         job.state = "succeeded" if rc == 0 else "failed"
-        job.finished_at = _now()
+        job.finished_at = utc_now_iso()

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, Field
 
+from graphrec.clock import utc_now_iso
 from graphrec.errors import ModelError, UnknownItemError, UnknownUserError
 from gnn.config import TrainConfig
 from gnn.models import Recommender, build_model
@@ -109,7 +110,7 @@ def save_checkpoint(
         dataset=dataset,
         snapshot_hash=snapshot_hash,
         version=version or new_version(model.model_type),
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=utc_now_iso(),
         config=config.model_dump() if config is not None else None,
         val_metrics=val_metrics or {},
         test_metrics=test_metrics or {},

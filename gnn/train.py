@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from graphrec.clock import utc_now_iso
 from graphrec.errors import ModelError
 from gnn.config import TrainConfig
 from gnn.data import InteractionData
@@ -33,7 +34,7 @@ from gnn.evaluate import Evaluator, resolve_device
 from gnn.losses import l2_ego, make_loss
 from gnn.models import RecModel, build_model
 from gnn.sampling import NegativeSampler, epoch_positives
-from gnn.train_state import TrainState, cpu_copy, now_utc, restore_generator, save_train_state
+from gnn.train_state import TrainState, cpu_copy, restore_generator, save_train_state
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ def train_model(
     best_state: dict[str, torch.Tensor] | None = None
     bad_evals = 0
     start = 0
-    segment: dict[str, object] = {"first_epoch": 1, "device": str(device), "torch_threads": torch.get_num_threads(), "started_at": now_utc()}
+    segment: dict[str, object] = {"first_epoch": 1, "device": str(device), "torch_threads": torch.get_num_threads(), "started_at": utc_now_iso()}
     if resume is not None:
         resume.check_resumable(config, data.snapshot_hash)
         model.load_state_dict(resume.model_state)

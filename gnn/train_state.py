@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +83,6 @@ def state_path(path: str | os.PathLike[str]) -> Path:
     (or has no suffix)."""
     p = Path(path)
     return p / STATE_FILE if p.is_dir() or not p.suffix else p
-
-
-def now_utc() -> str:
-    """The current UTC time, ISO 8601 to the second."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def save_train_state(path: str | os.PathLike[str], state: TrainState) -> Path:

@@ -41,7 +41,6 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import neo4j
@@ -50,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from graph.connection import read, write
 from graph.serving_lists import DEFAULT_LIST_SIZE, FusionTables, compute_serving_lists, seen_items
+from graphrec.clock import utc_now_iso
 from graphrec.errors import InvalidArgumentError, ModelNotReadyError, NotFoundError, QueryError
 
 log = logging.getLogger(__name__)
@@ -478,7 +478,7 @@ def publish(
         "dataset": dataset, "version": version, "tag": tag, "dim": dim, "max_norm": max_norm,
         "item_prop": item_prop, "user_prop": user_prop, "text_prop": text_prop, "item_index": index, **fusion_props, **top_props,
         "n_users": len(user_ids), "n_items": len(item_ids), "checkpoint": checkpoint,
-        "published_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "published_at": utc_now_iso(),
     }
     rows = read(driver, "RETURN 1 AS ok", {}, database)  # fail fast if the server went away
     if not rows:  # pragma: no cover

@@ -28,7 +28,6 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from graphrec.clock import utc_now_iso
 from graphrec.errors import SnapshotError
 
 FORMAT_VERSION = 1
@@ -163,7 +163,7 @@ def make_snapshot(
     manifest = SnapshotManifest(
         dataset=dataset,
         source=source,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=utc_now_iso(),
         split=split,
         counts=counts,
         hash=content_hash(users, items, inter),
