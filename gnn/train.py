@@ -18,12 +18,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from graphrec.clock import utc_now_iso
@@ -134,13 +136,91 @@ def training_step(
     pos: Tensor,
     neg: Tensor,
     reg: float,
+    *,
+    annotate: bool = False,
 ) -> Tensor:
-    """One optimiser step on one batch (see :func:`batch_loss`); returns the detached loss."""
-    loss = batch_loss(model, loss_fn, users, pos, neg, reg)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    """One optimiser step on one batch (see :func:`batch_loss`); returns the detached loss.
+
+    With ``annotate``, the forward pass, the backward pass (with the zeroing of the gradients) and
+    the optimiser step run inside :func:`torch.profiler.record_function` ranges named
+    ``graphrec.forward``, ``graphrec.backward`` and ``graphrec.optimizer`` (the phases
+    :mod:`gnn.step_profile` reports); without it, in no range.
+    """
+    phase = record_function if annotate else _no_range
+    with phase("graphrec.forward"):
+        loss = batch_loss(model, loss_fn, users, pos, neg, reg)
+    with phase("graphrec.backward"):
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+    with phase("graphrec.optimizer"):
+        opt.step()
     return loss.detach()
+
+
+def _no_range(name: str) -> AbstractContextManager[None]:
+    """No profiler range (the training loop's default)."""
+    return nullcontext()
+
+
+@dataclass
+class TrainingPairs:
+    """What every epoch draws its batches from, on the training device.
+
+    Attributes:
+        sampler: Each user's training items (negatives are never among them).
+        users: User of every training pair whose user has at least one negative.
+        items: Item of every such pair.
+        user_pool: The distinct users of ``users`` (what user-uniform sampling draws from).
+        num_items: Size of the item vocabulary (shared negatives are drawn from it).
+    """
+
+    sampler: NegativeSampler
+    users: Tensor
+    items: Tensor
+    user_pool: Tensor
+    num_items: int
+
+    @classmethod
+    def from_data(cls, data: InteractionData, device: torch.device) -> TrainingPairs:
+        """The training part of ``data`` on ``device``, less the users with no possible negative.
+
+        Raises:
+            ModelError: No training pair is left (every user interacted with every item).
+        """
+        sampler = NegativeSampler(data.train.users, data.train.items, data.num_users, data.num_items).to(device)
+        users = data.train.users.to(device)
+        items = data.train.items.to(device)
+        keep = sampler.has_negatives(users)
+        users, items = users[keep], items[keep]
+        if users.numel() == 0:
+            raise ModelError("every training user interacted with every item: no negatives to sample")
+        return cls(sampler=sampler, users=users, items=items, user_pool=torch.unique(users), num_items=data.num_items)
+
+    def steps(self, batch_size: int) -> int:
+        """Optimisation steps per epoch at ``batch_size``."""
+        return (self.users.numel() + batch_size - 1) // batch_size
+
+
+def epoch_batches(pairs: TrainingPairs, config: TrainConfig, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """One epoch's ``(users, positives, negatives)`` batches, in step order.
+
+    The epoch's positives (:func:`gnn.sampling.epoch_positives`) and, unless
+    ``config.shared_negatives``, its per-positive negatives are drawn when the first batch is asked
+    for; shared negatives (``config.num_negatives`` uniform items per step) are drawn per batch.
+    ``generator`` is consumed in that order, so a seeded run draws the same batches every time.
+    """
+    users_e, items_e = epoch_positives(
+        config.positive_sampling, pairs.sampler, pairs.users, pairs.items, pairs.user_pool, config.batch_size, generator
+    )
+    negs_e = None if config.shared_negatives else pairs.sampler.sample(users_e, config.num_negatives, generator)
+    for s in range(pairs.steps(config.batch_size)):
+        sl = slice(s * config.batch_size, (s + 1) * config.batch_size)
+        if negs_e is None:
+            # one set of uniform negatives for the whole batch
+            neg = torch.randint(0, pairs.num_items, (config.num_negatives,), generator=generator, device=users_e.device)
+        else:
+            neg = negs_e[sl]
+        yield users_e[sl], items_e[sl], neg
 
 
 def train_model(
@@ -181,16 +261,7 @@ def train_model(
     model.to(device)
     model.train()
     gen = torch.Generator(device=device).manual_seed(config.seed)
-    sampler = NegativeSampler(data.train.users, data.train.items, data.num_users, data.num_items).to(device)
-    pos_users = data.train.users.to(device)
-    pos_items = data.train.items.to(device)
-    keep = sampler.has_negatives(pos_users)
-    pos_users, pos_items = pos_users[keep], pos_items[keep]
-    n = pos_users.numel()
-    if n == 0:
-        raise ModelError("every training user interacted with every item: no negatives to sample")
-    # users that can be drawn by user-uniform positive sampling: a training item and a negative
-    user_pool = torch.unique(pos_users)
+    pairs = TrainingPairs.from_data(data, device)
     loss_fn = make_loss(config.loss, config.temperature)
     opt = make_optimizer(model, config.lr)
     evaluator = (
@@ -230,7 +301,7 @@ def train_model(
         )
         save_train_state(path, state)
 
-    steps = (n + config.batch_size - 1) // config.batch_size
+    steps = pairs.steps(config.batch_size)
     bar = tqdm(
         range(start + 1, config.epochs + 1), desc=f"train {config.model}", unit="epoch", disable=not progress,
         dynamic_ncols=True, initial=start, total=config.epochs,
@@ -238,20 +309,8 @@ def train_model(
     postfix: dict[str, str] = {}
     for epoch in bar:
         t0 = time.perf_counter()
-        users_e, items_e = epoch_positives(
-            config.positive_sampling, sampler, pos_users, pos_items, user_pool, config.batch_size, gen
-        )
-        shared = config.shared_negatives
-        negs_e = None if shared else sampler.sample(users_e, config.num_negatives, gen)
         total = torch.zeros((), device=device)
-        for s in range(steps):
-            sl = slice(s * config.batch_size, (s + 1) * config.batch_size)
-            bu, bp = users_e[sl], items_e[sl]
-            if negs_e is None:
-                # one set of uniform negatives for the whole batch
-                bn = torch.randint(0, data.num_items, (config.num_negatives,), generator=gen, device=device)
-            else:
-                bn = negs_e[sl]
+        for bu, bp, bn in epoch_batches(pairs, config, gen):
             total += training_step(model, opt, loss_fn, bu, bp, bn, config.reg)
         record = EpochRecord(epoch=epoch, loss=float(total) / steps, seconds=time.perf_counter() - t0)
         postfix["loss"] = f"{record.loss:.4f}"

@@ -1,7 +1,7 @@
 """``graphrec bench ...``: benchmarks, i.e. commands that print numbers (never timed assertions).
 
 This module creates the shared ``bench`` sub-app; each topic module ``api/cli/bench_<topic>.py``
-(load, train, fusion, serve, feedback), when present, adds its commands with ``register_bench(bench_app)``.
+(load, train, step, fusion, serve, feedback), when present, adds its commands with ``register_bench(bench_app)``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 BENCH_MODULES: tuple[str, ...] = (
     "api.cli.bench_load",
     "api.cli.bench_train",
+    "api.cli.bench_step",
     "api.cli.bench_fusion",
     "api.cli.bench_serve",
     "api.cli.bench_feedback",

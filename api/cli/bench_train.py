@@ -17,36 +17,32 @@ from typing import Any
 
 import typer
 
+from api.cli import bench_recipe as opts
+
 
 def register_bench(bench_app: typer.Typer) -> None:
     """Add ``bench train`` to the shared ``bench`` sub-app."""
 
     @bench_app.command("train")
     def bench_train(
-        dataset: str = typer.Option("gowalla", help="Dataset name (LightGCN-format files)."),
-        path: Path = typer.Option(Path("/work/shared/datasets/gowalla"), help="Folder with train.txt / test.txt."),
-        recipe: str = typer.Option("paper", help="paper (dim 64, 3 layers, lr 1e-3, L2 1e-4, batch 2048, 1 negative, BPR, user-uniform positives) or default."),
+        dataset: str = opts.DATASET,
+        path: Path = opts.PATH,
+        recipe: str = opts.RECIPE,
         epochs: int = typer.Option(20, help="Epochs to run."),
         eval_every: int = typer.Option(20, help="Evaluate the test part every N epochs (and after the last)."),
-        batch_size: int | None = typer.Option(None, help="Override the recipe's batch size."),
-        num_negatives: int | None = typer.Option(None, help="Override negatives per positive."),
-        loss: str | None = typer.Option(None, help="Override the loss (bpr / softmax)."),
-        lr: float | None = typer.Option(None, help="Override the learning rate."),
-        reg: float | None = typer.Option(None, help="Override the L2 weight on ego embeddings."),
-        temperature: float | None = typer.Option(None, help="Override the sampled-softmax temperature."),
-        similarity: str | None = typer.Option(None, help="Override the score: dot or cosine (L2-normalised final embeddings)."),
-        shared_negatives: bool | None = typer.Option(
-            None, "--shared-negatives/--per-positive-negatives",
-            help="Override: draw --num-negatives items per step, shared by the whole batch (or per positive).",
-        ),
-        positive_sampling: str | None = typer.Option(
-            None, help="Override: interaction (every training pair once per epoch), user (users drawn uniformly, as LightGCN's "
-            "PyTorch code) or user_distinct (batches of distinct users, as LightGCN's TensorFlow code).",
-        ),
-        init: str | None = typer.Option(None, help="Override the layer-0 init: a normal std (0.1) or xavier (LightGCN's TensorFlow code)."),
-        threads: int | None = typer.Option(None, min=1, help="torch.set_num_threads(N) before training (default: torch's choice)."),
-        device: str = typer.Option("auto", help="auto / cpu / cuda."),
-        seed: int = typer.Option(2020, help="Seed."),
+        batch_size: int | None = opts.BATCH_SIZE,
+        num_negatives: int | None = opts.NUM_NEGATIVES,
+        loss: str | None = opts.LOSS,
+        lr: float | None = opts.LR,
+        reg: float | None = opts.REG,
+        temperature: float | None = opts.TEMPERATURE,
+        similarity: str | None = opts.SIMILARITY,
+        shared_negatives: bool | None = opts.SHARED_NEGATIVES,
+        positive_sampling: str | None = opts.POSITIVE_SAMPLING,
+        init: str | None = opts.INIT,
+        threads: int | None = opts.THREADS,
+        device: str = opts.DEVICE,
+        seed: int = opts.SEED,
         time_limit: float | None = typer.Option(None, help="Stop after this many seconds (after the running epoch)."),
         out: Path = typer.Option(Path("bench-train"), help="Output folder for the JSON, the PNG and the training state."),
         resume: bool = typer.Option(
@@ -59,37 +55,21 @@ def register_bench(bench_app: typer.Typer) -> None:
 
         if threads is not None:
             torch.set_num_threads(threads)
-        from graphrec.errors import InvalidArgumentError
-        from graphrec.snapshot import SplitSpec
-        from gnn.config import RECIPES, parse_init_std
-        from gnn.data import InteractionData, snapshot_from_frames
         from gnn.evaluate import Evaluator, resolve_device
         from gnn.plots import plot_curves
         from gnn.train import EpochRecord, create_model, train_model
         from gnn.train_state import load_train_state
-        from loaders.lightgcn import read_lightgcn
 
-        if recipe not in RECIPES:
-            raise InvalidArgumentError(f"unknown recipe {recipe!r}; use one of {sorted(RECIPES)}")
-        overrides: dict[str, Any] = dict(
+        config, tuned = opts.recipe_config(recipe, dict(
             epochs=epochs, eval_every=eval_every, device=device, seed=seed,
             batch_size=batch_size, num_negatives=num_negatives, loss=loss, lr=lr, reg=reg,
             temperature=temperature, similarity=similarity, shared_negatives=shared_negatives,
             positive_sampling=positive_sampling,
-        )
-        config = RECIPES[recipe](**{k: v for k, v in overrides.items() if v is not None})
-        tuned = {k: v for k, v in overrides.items() if v is not None and k not in ("epochs", "eval_every", "device", "seed")}
-        if init is not None:
-            config.init_std = parse_init_std(init)
-            tuned["init"] = init
+        ), init)
         title = f"LightGCN {recipe} recipe on {dataset} (test part)"
         if tuned:
             title += ": " + ", ".join(f"{k}={v}" for k, v in tuned.items())
-        t0 = time.perf_counter()
-        frames = read_lightgcn(path, name=dataset)
-        snap = snapshot_from_frames(frames, SplitSpec(name="fixed", params={"val_fraction": 0.0}), seed=seed)
-        data = InteractionData.from_snapshot(snap)
-        load_s = time.perf_counter() - t0
+        data, load_s = opts.load_fixed_split(path, dataset, seed)
         dev = resolve_device(device)
         typer.echo(
             f"{dataset}: {data.num_users} users, {data.num_items} items, train {len(data.train)}, test {len(data.test)} "

@@ -5,28 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from tests.unit.cli_runner import run_cli
-
-
-def _lightgcn_files(folder: Path, num_users: int = 20, num_items: int = 25) -> Path:
-    rng = np.random.default_rng(0)
-    train, test = [], []
-    for u in range(num_users):
-        items = rng.choice(num_items, size=6, replace=False)
-        train.append(" ".join(map(str, [u, *items[:4]])))
-        test.append(" ".join(map(str, [u, *items[4:]])))
-    folder.mkdir()
-    (folder / "train.txt").write_text("\n".join(train) + "\n")
-    (folder / "test.txt").write_text("\n".join(test) + "\n")
-    return folder
+from tests.unit.lightgcn_files import write_lightgcn_files
 
 
 def test_bench_train_overrides_reach_the_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = _lightgcn_files(tmp_path / "tiny")
+    data = write_lightgcn_files(tmp_path / "tiny")
     threads = torch.get_num_threads()
     try:
         code, out, err = run_cli(
@@ -52,7 +39,7 @@ def test_bench_train_overrides_reach_the_config(tmp_path: Path, capsys: pytest.C
 
 
 def test_bench_train_rejects_unknown_similarity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = _lightgcn_files(tmp_path / "tiny")
+    data = write_lightgcn_files(tmp_path / "tiny")
     code, out, err = run_cli(
         ["bench", "train", "--path", str(data), "--epochs", "1", "--device", "cpu", "--similarity", "euclid",
          "--out", str(tmp_path / "out")],
@@ -62,7 +49,7 @@ def test_bench_train_rejects_unknown_similarity(tmp_path: Path, capsys: pytest.C
 
 
 def test_bench_train_resume_continues_a_time_limited_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = _lightgcn_files(tmp_path / "tiny")
+    data = write_lightgcn_files(tmp_path / "tiny")
     base = ["bench", "train", "--dataset", "tiny", "--path", str(data), "--epochs", "3", "--eval-every", "2",
             "--device", "cpu", "--batch-size", "16"]
     code, out, err = run_cli([*base, "--out", str(tmp_path / "whole")], capsys)
@@ -84,7 +71,7 @@ def test_bench_train_resume_continues_a_time_limited_run(tmp_path: Path, capsys:
 
 
 def test_bench_train_resume_refuses_other_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = _lightgcn_files(tmp_path / "tiny")
+    data = write_lightgcn_files(tmp_path / "tiny")
     base = ["bench", "train", "--path", str(data), "--epochs", "2", "--device", "cpu", "--out", str(tmp_path / "out")]
     code, out, err = run_cli([*base, "--time-limit", "0"], capsys)
     assert code == 0, out + err

@@ -103,3 +103,16 @@ def test_resumed_cuda_run_follows_the_uninterrupted_one_and_cpu_state_moves_to_c
     moved = train_model(create_model(config, data), data, config, progress=False, resume=load_train_state(tmp_path / "cpu"))
     assert moved.segments[-1]["generator_reseeded"] is True and moved.segments[-1]["device"].startswith("cuda")
     assert [r.epoch for r in moved.history] == [1, 2, 3, 4, 5, 6]
+
+
+def test_step_profile_on_cuda_reports_kernel_time() -> None:
+    from gnn.step_profile import PHASES, profile_training_steps
+
+    data = random_data(num_users=60, num_items=50)
+    config = paper_recipe(batch_size=32, device="cuda", embedding_dim=16)
+    result = profile_training_steps(create_model(config, data), data, config, steps=5, warmup=2, profiled_steps=3, top=5)
+    assert result.device.startswith("cuda") and result.projected_epoch_seconds > 0
+    assert [p.name for p in result.phases] == list(PHASES)
+    # the forward and backward phases launch kernels: their device time is measured
+    assert all(p.device_ms > 0 for p in result.phases[:2])
+    assert result.top_ops and result.top_ops[0].self_device_ms > 0

@@ -1,0 +1,90 @@
+"""What ``graphrec bench train`` and ``graphrec bench step`` share: the recipe options and the data.
+
+The option constants are typer defaults for both commands' signatures (one help text per option);
+:func:`recipe_config` turns the recipe plus the options given into a :class:`gnn.config.TrainConfig`,
+and :func:`load_fixed_split` reads LightGCN-format files keeping their own train / test split.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from gnn.config import TrainConfig
+    from gnn.data import InteractionData
+
+DATASET = typer.Option("gowalla", help="Dataset name (LightGCN-format files).")
+PATH = typer.Option(Path("/work/shared/datasets/gowalla"), help="Folder with train.txt / test.txt.")
+RECIPE = typer.Option(
+    "paper", help="paper (dim 64, 3 layers, lr 1e-3, L2 1e-4, batch 2048, 1 negative, BPR, user-uniform positives) or default."
+)
+BATCH_SIZE = typer.Option(None, help="Override the recipe's batch size.")
+NUM_NEGATIVES = typer.Option(None, help="Override negatives per positive.")
+LOSS = typer.Option(None, help="Override the loss (bpr / softmax).")
+LR = typer.Option(None, help="Override the learning rate.")
+REG = typer.Option(None, help="Override the L2 weight on ego embeddings.")
+TEMPERATURE = typer.Option(None, help="Override the sampled-softmax temperature.")
+SIMILARITY = typer.Option(None, help="Override the score: dot or cosine (L2-normalised final embeddings).")
+SHARED_NEGATIVES = typer.Option(
+    None, "--shared-negatives/--per-positive-negatives",
+    help="Override: draw --num-negatives items per step, shared by the whole batch (or per positive).",
+)
+POSITIVE_SAMPLING = typer.Option(
+    None, help="Override: interaction (every training pair once per epoch), user (users drawn uniformly, as LightGCN's "
+    "PyTorch code) or user_distinct (batches of distinct users, as LightGCN's TensorFlow code).",
+)
+INIT = typer.Option(None, help="Override the layer-0 init: a normal std (0.1) or xavier (LightGCN's TensorFlow code).")
+THREADS = typer.Option(None, min=1, help="torch.set_num_threads(N) before training (default: torch's choice).")
+DEVICE = typer.Option("auto", help="auto / cpu / cuda.")
+SEED = typer.Option(2020, help="Seed.")
+
+#: Options that run the recipe rather than change it (left out of the "tuned" list in titles).
+RUN_OPTIONS: frozenset[str] = frozenset({"epochs", "eval_every", "device", "seed"})
+
+
+def recipe_config(recipe: str, options: dict[str, Any], init: str | None = None) -> tuple[TrainConfig, dict[str, Any]]:
+    """The named recipe with the options given applied (``None`` = not given).
+
+    Args:
+        recipe: A key of :data:`gnn.config.RECIPES`.
+        options: ``TrainConfig`` fields from the command line.
+        init: ``--init`` (a normal std or ``xavier``), when given.
+
+    Returns:
+        The config, and the options that change the recipe (for titles and reports).
+
+    Raises:
+        InvalidArgumentError: Unknown recipe or init.
+    """
+    from graphrec.errors import InvalidArgumentError
+    from gnn.config import RECIPES, parse_init_std
+
+    if recipe not in RECIPES:
+        raise InvalidArgumentError(f"unknown recipe {recipe!r}; use one of {sorted(RECIPES)}")
+    given = {k: v for k, v in options.items() if v is not None}
+    config = RECIPES[recipe](**given)
+    tuned = {k: v for k, v in given.items() if k not in RUN_OPTIONS}
+    if init is not None:
+        config.init_std = parse_init_std(init)
+        tuned["init"] = init
+    return config, tuned
+
+
+def load_fixed_split(path: Path, dataset: str, seed: int) -> tuple[InteractionData, float]:
+    """LightGCN-format ``train.txt`` / ``test.txt`` as interactions with their own split (no validation part).
+
+    Returns:
+        The interactions and the seconds reading and snapshotting took.
+    """
+    from graphrec.snapshot import SplitSpec
+    from gnn.data import InteractionData, snapshot_from_frames
+    from loaders.lightgcn import read_lightgcn
+
+    t0 = time.perf_counter()
+    frames = read_lightgcn(path, name=dataset)
+    snap = snapshot_from_frames(frames, SplitSpec(name="fixed", params={"val_fraction": 0.0}), seed=seed)
+    return InteractionData.from_snapshot(snap), time.perf_counter() - t0
