@@ -7,7 +7,9 @@ along the way, and measures:
 - the epoch's sampling (positives and negatives for every step), median of ``sampling_repeats``;
 - every step alone (the device synchronised before and after it): median, 10th and 90th percentile;
 - steps back to back (synchronised only at the end of the window): mean time per step, what an
-  epoch pays; ``projected_epoch_seconds`` = sampling + steps per epoch x that mean;
+  epoch pays; ``projected_epoch_seconds`` = sampling + steps per epoch x that mean; and the
+  process's minor page faults per step meanwhile (fresh host memory being mapped in,
+  see :mod:`gnn.host_memory`);
 - under :mod:`torch.profiler`, the three phases of the step (the ``graphrec.forward`` /
   ``graphrec.backward`` / ``graphrec.optimizer`` ranges) and the ops with the largest self time,
   on the CPU and, on a GPU, on the device (CUDA kernels); optionally a Chrome trace.
@@ -62,6 +64,7 @@ class StepProfile:
     sampling_seconds: list[float]
     step_ms: list[float]
     back_to_back_ms: float
+    page_faults_per_step: float | None
     profiled_steps: int
     phases: list[OpTime] = field(default_factory=list)
     top_ops: list[OpTime] = field(default_factory=list)
@@ -104,6 +107,15 @@ def _synchronizer(device: torch.device) -> Callable[[], None]:
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     return lambda: None
+
+
+def _minor_faults() -> int | None:
+    """The process's minor page faults so far (``None`` where :mod:`resource` does not exist)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _op_time(event: object, steps: int) -> OpTime:
@@ -193,11 +205,14 @@ def profile_training_steps(
         sync()
         step_ms.append((time.perf_counter() - t0) * 1000.0)
     sync()
+    faults0 = _minor_faults()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
     sync()
     back_to_back_ms = (time.perf_counter() - t0) * 1000.0 / steps
+    faults1 = _minor_faults()
+    faults = (faults1 - faults0) / steps if faults0 is not None and faults1 is not None else None
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
@@ -221,6 +236,7 @@ def profile_training_steps(
         sampling_seconds=sampling,
         step_ms=step_ms,
         back_to_back_ms=back_to_back_ms,
+        page_faults_per_step=faults,
         profiled_steps=profiled_steps,
         phases=phases,
         top_ops=ops[:top],

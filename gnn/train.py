@@ -33,6 +33,7 @@ from graphrec.errors import ModelError
 from gnn.config import TrainConfig
 from gnn.data import InteractionData
 from gnn.evaluate import Evaluator, resolve_device
+from gnn.host_memory import freed_memory_retained
 from gnn.losses import l2_ego, make_loss
 from gnn.models import RecModel, build_model
 from gnn.sampling import NegativeSampler, epoch_positives
@@ -273,7 +274,10 @@ def train_model(
     best_state: dict[str, torch.Tensor] | None = None
     bad_evals = 0
     start = 0
-    segment: dict[str, object] = {"first_epoch": 1, "device": str(device), "torch_threads": torch.get_num_threads(), "started_at": utc_now_iso()}
+    segment: dict[str, object] = {
+        "first_epoch": 1, "device": str(device), "torch_threads": torch.get_num_threads(),
+        "freed_memory_retained": freed_memory_retained(), "started_at": utc_now_iso(),
+    }
     if resume is not None:
         resume.check_resumable(config, data.snapshot_hash)
         model.load_state_dict(resume.model_state)

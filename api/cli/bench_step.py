@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from api.cli import bench_recipe as opts
+from api.cli import recipe_options as opts
 
 if TYPE_CHECKING:
     from gnn.step_profile import OpTime
@@ -50,6 +50,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         threads: int | None = opts.THREADS,
         device: str = opts.DEVICE,
         seed: int = opts.SEED,
+        retain_memory: bool = opts.RETAIN_MEMORY,
         steps: int = typer.Option(50, min=1, help="Steps timed one by one, then again back to back."),
         warmup: int = typer.Option(10, min=0, help="Steps run first and not measured."),
         profiled_steps: int = typer.Option(20, min=1, help="Steps run under torch.profiler."),
@@ -66,8 +67,13 @@ def register_bench(bench_app: typer.Typer) -> None:
         if threads is not None:
             torch.set_num_threads(threads)
         from gnn.evaluate import resolve_device
+        from gnn.host_memory import freed_memory_retained, retain_freed_memory
         from gnn.step_profile import profile_training_steps
         from gnn.train import create_model
+
+        if retain_memory:
+            retain_freed_memory()
+        retained = freed_memory_retained()
 
         if resolve_device(device).type == "cpu":
             # the profiler's CUDA probe logs an ERROR line on machines without a GPU; keep its warnings out too
@@ -92,10 +98,11 @@ def register_bench(bench_app: typer.Typer) -> None:
             f"{recipe} recipe{': ' + ', '.join(f'{k}={v}' for k, v in tuned.items()) if tuned else ''}; "
             f"batch {result.batch_size}, {result.steps_per_epoch} steps per epoch; device {result.device}"
             + (f" ({torch.cuda.get_device_name(result.device)})" if on_gpu else "")
-            + f", torch threads {result.torch_threads}",
+            + f", torch threads {result.torch_threads}, freed memory retained: {'yes' if retained else 'no'}",
             f"epoch sampling      {result.epoch_sampling_seconds * 1000:9.1f} ms (median of {len(result.sampling_seconds)})",
             f"step alone          {result.step_median_ms:9.2f} ms median (p10 {p10:.2f}, p90 {p90:.2f}; {steps} steps, synchronised)",
-            f"steps back to back  {result.back_to_back_ms:9.2f} ms per step (mean of {steps})",
+            f"steps back to back  {result.back_to_back_ms:9.2f} ms per step (mean of {steps})"
+            + (f", {result.page_faults_per_step:.0f} minor page faults per step" if result.page_faults_per_step is not None else ""),
             f"projected epoch     {result.projected_epoch_seconds:9.2f} s (sampling + {result.steps_per_epoch} back-to-back steps)",
             f"phases under the profiler, ms per step ({result.profiled_steps} steps; the profiler adds its own overhead):",
             *_table(result.phases, on_gpu),
@@ -105,7 +112,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         typer.echo("\n".join(lines))
         report = {
             "dataset": dataset, "recipe": recipe, "overrides": tuned, "config": config.model_dump(),
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": platform.processor() or platform.machine(), "retain_memory": retained,
             "gpu": torch.cuda.get_device_name(result.device) if on_gpu else None,
             **result.to_json(),
             "note": "timings on a shared machine (other jobs may run beside this one) unless stated otherwise",

@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from api.cli import bench_recipe as opts
+from api.cli import recipe_options as opts
 
 
 def register_bench(bench_app: typer.Typer) -> None:
@@ -43,6 +43,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         threads: int | None = opts.THREADS,
         device: str = opts.DEVICE,
         seed: int = opts.SEED,
+        retain_memory: bool = opts.RETAIN_MEMORY,
         time_limit: float | None = typer.Option(None, help="Stop after this many seconds (after the running epoch)."),
         out: Path = typer.Option(Path("bench-train"), help="Output folder for the JSON, the PNG and the training state."),
         resume: bool = typer.Option(
@@ -55,6 +56,10 @@ def register_bench(bench_app: typer.Typer) -> None:
 
         if threads is not None:
             torch.set_num_threads(threads)
+        if retain_memory:
+            from gnn.host_memory import retain_freed_memory
+
+            retain_freed_memory()
         from gnn.evaluate import Evaluator, resolve_device
         from gnn.plots import plot_curves
         from gnn.train import EpochRecord, create_model, train_model

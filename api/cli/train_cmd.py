@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from api.cli import recipe_options as opts
 from graphrec.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ def train(
     ),
     init: str | None = typer.Option(None, "--init", help="Layer-0 init: a normal std (0.1) or xavier (LightGCN's TensorFlow code)."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch.set_num_threads(N) before training."),
+    retain_memory: bool = opts.RETAIN_MEMORY,
     eval_every: int | None = typer.Option(None, "--eval-every", help="Validate every N epochs."),
     patience: int | None = typer.Option(None, "--patience", help="Evaluations without improvement before stopping (0: never)."),
     seed: int | None = typer.Option(None, "--seed", help="Training seed."),
@@ -116,6 +118,10 @@ def train(
 
     if threads is not None:
         torch.set_num_threads(threads)
+    if retain_memory:
+        from gnn.host_memory import retain_freed_memory
+
+        retain_freed_memory()
     from api.settings import get_settings
     from gnn.checkpoint import new_version, save_checkpoint
     from gnn.config import RECIPES, TrainConfig, parse_init_std
