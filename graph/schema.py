@@ -49,6 +49,13 @@ TAGGED = "TAGGED"
 REL_TYPES: tuple[str, ...] = (INTERACTED, TAGGED, *ATTRIBUTE_RELS.values())
 """Every relationship type graphrec writes at load time."""
 
+NEIGHBOUR = "NEIGHBOUR"
+MODEL_RELS: tuple[str, ...] = (NEIGHBOUR,)
+"""Relationship types a published model writes between items of a generation, each carrying the
+publication's ``tag`` (``(:Item)-[:NEIGHBOUR {tag, w}]->(:Item)``: the live model's item-item
+weights, see :mod:`gnn.live`). A reload copies those of the active model between items kept in the
+new generation."""
+
 _KEY = {USER: "id", ITEM: "id", **{label: "name" for label in ATTRIBUTE_LABELS.values()}}
 
 
