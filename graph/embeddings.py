@@ -59,7 +59,7 @@ CHUNK_SIZE = 1000
 
 _SAFE = re.compile(r"[^A-Za-z0-9_]+")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_]{1,120}$")
-_PROP_RE = re.compile(r"^(emb|txt|pop|prof|fus|top)_[A-Za-z0-9_]{1,120}$")
+_PROP_RE = re.compile(r"^(emb|txt|pop|prof|fus|top|fin)_[A-Za-z0-9_]{1,120}$")
 _INDEX_RE = re.compile(r"^graphrec_(item|text)_[A-Za-z0-9_]{1,120}$")
 
 POPULAR_IDS = 1000
@@ -67,7 +67,7 @@ POPULAR_IDS = 1000
 
 PROP_KINDS: tuple[tuple[str, str], ...] = (
     ("Item", "item_prop"), ("User", "user_prop"), ("Item", "text_prop"), ("Item", "pop_prop"),
-    ("User", "profile_prop"), ("User", "fusion_prop"), ("User", "top_prop"),
+    ("User", "profile_prop"), ("User", "fusion_prop"), ("User", "top_prop"), ("Item", "in_prop"),
 )
 """(label, pointer key) of every property a publication may write (what :func:`drop_model` removes)."""
 
@@ -102,8 +102,13 @@ class ModelInfo(BaseModel):
     tag: str = Field(description="Unique tag of this publication; property and index names derive from it.")
     dim: int = Field(description="Dimension of the stored (augmented) vectors.")
     max_norm: float = Field(description="M of the MIPS-to-cosine reduction.")
+    kind: str = Field("embedding", description="``embedding`` (user and item vectors) or ``live`` (users scored from "
+                      "their history at request time, see graph.serving).")
     item_prop: str
-    user_prop: str
+    user_prop: str | None = None
+    in_prop: str | None = Field(None, description="Live models: item property holding the in-factors P.")
+    alpha: float | None = Field(None, description="Live models: weight of the low-rank part.")
+    gamma: float | None = Field(None, description="Live models: weight of the popularity part.")
     text_prop: str | None = None
     item_index: str
     text_index: str | None = Field(None, description="Vector index on the text vectors (score fusion's content source).")
@@ -344,6 +349,26 @@ def drop_model(driver: neo4j.Driver, info: ModelInfo | dict[str, Any], database:
     for label, key in PROP_KINDS:
         if d.get(key):
             _remove_prop(driver, label, d[key], database)
+    if d.get("tag"):
+        _delete_model_rels(driver, str(d["tag"]), database)
+
+
+Q_DELETE_MODEL_RELS_BATCH = """
+MATCH (:Item)-[r:`{rel}`]->(:Item) WHERE r.tag = $tag
+WITH r LIMIT $batch
+DELETE r
+RETURN count(r) AS c
+"""
+
+
+def _delete_model_rels(driver: neo4j.Driver, tag: str, database: str, batch: int = 20_000) -> None:
+    """Delete the item-item relationships publication ``tag`` wrote (graph.schema.MODEL_RELS), in batches."""
+    from graph.schema import MODEL_RELS
+
+    for rel in MODEL_RELS:
+        query = Q_DELETE_MODEL_RELS_BATCH.format(rel=rel)
+        while write(driver, query, {"tag": tag, "batch": batch}, database).counters.relationships_deleted:
+            pass
 
 
 def publish(
@@ -475,7 +500,8 @@ def publish(
         raise
 
     props = {
-        "dataset": dataset, "version": version, "tag": tag, "dim": dim, "max_norm": max_norm,
+        "dataset": dataset, "version": version, "tag": tag, "dim": dim, "max_norm": max_norm, "kind": "embedding",
+        "in_prop": None, "alpha": None, "gamma": None, "popular": None,
         "item_prop": item_prop, "user_prop": user_prop, "text_prop": text_prop, "item_index": index, **fusion_props, **top_props,
         "n_users": len(user_ids), "n_items": len(item_ids), "checkpoint": checkpoint,
         "published_at": utc_now_iso(),
@@ -513,7 +539,7 @@ def _tag_props(tag: str) -> dict[str, str]:
     """Every index and property name publication ``tag`` may have written (for cleanup)."""
     return {"item_index": f"graphrec_item_{tag}", "text_index": f"graphrec_text_{tag}", "item_prop": f"emb_{tag}",
             "user_prop": f"emb_{tag}", "text_prop": f"txt_{tag}", "pop_prop": f"pop_{tag}", "profile_prop": f"prof_{tag}",
-            "fusion_prop": f"fus_{tag}", "top_prop": f"top_{tag}"}
+            "fusion_prop": f"fus_{tag}", "top_prop": f"top_{tag}", "in_prop": f"fin_{tag}", "tag": tag}
 
 
 def _check_fusion(f: ServingFusionLike, have_text: bool) -> None:
