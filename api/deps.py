@@ -17,7 +17,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.settings import Settings, get_settings
-from graphrec.errors import GraphrecError, ModelNotReadyError, Neo4jUnavailableError
+from graphrec.errors import ConfigError, GraphrecError, ModelNotReadyError, Neo4jUnavailableError
 
 if TYPE_CHECKING:
     import neo4j
@@ -66,6 +66,13 @@ class GraphState:
         self._driver: neo4j.Driver | None = None
         self._lock = threading.Lock()
         self._coldstart: tuple[str, Any] | None = None
+        self._coldstart_lock = threading.Lock()
+        self._text_lock = threading.Lock()
+        self._text_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        #: State of the text model: ``loading``, ``ready``, ``none`` (the active model has none) or ``failed``.
+        self.text_model: str = "none"
+        self.text_model_detail: str | None = None
         self.jobs: Any = None
         self._limiter: Any = None
 
@@ -115,23 +122,97 @@ class GraphState:
         read(self.driver, "RETURN 1 AS ok", {}, self.database)
 
     def coldstart(self, tag: str, checkpoint: str | None) -> Any:
-        """The :class:`gnn.fusion.coldstart.ColdStart` of the publication ``tag`` (cached), or ``None``."""
+        """The :class:`gnn.fusion.coldstart.ColdStart` of the publication ``tag`` (cached), or ``None``.
+
+        Loads the checkpoint (not the text encoder, which loads lazily or in :meth:`preload_text_model`).
+        """
         if not checkpoint:
             return None
-        if self._coldstart is not None and self._coldstart[0] == tag:
-            return self._coldstart[1]
-        try:
-            from gnn.fusion.coldstart import ColdStart
+        cached = self._coldstart
+        if cached is not None and cached[0] == tag:
+            return cached[1]
+        with self._coldstart_lock:
+            cached = self._coldstart
+            if cached is not None and cached[0] == tag:
+                return cached[1]
+            try:
+                from gnn.fusion.coldstart import ColdStart
 
-            cs = ColdStart.from_checkpoint(checkpoint, cache_dir=self.settings.home / "text-cache")
-        except (ImportError, GraphrecError, OSError) as e:
-            log.warning("no cold-start model for %s (%s)", checkpoint, e)
-            cs = None
-        self._coldstart = (tag, cs)
-        return cs
+                cs = ColdStart.from_checkpoint(checkpoint, cache_dir=self.settings.home / "text-cache")
+            except (ImportError, GraphrecError, OSError) as e:
+                log.warning("no cold-start model for %s (%s)", checkpoint, e)
+                cs = None
+            self._coldstart = (tag, cs)
+            return cs
+
+    def coldstart_for_text(self, tag: str, checkpoint: str | None) -> Any:
+        """Like :meth:`coldstart`, for a request with free text: its text encoder must be loaded.
+
+        Raises:
+            TextModelLoadingError: The text model of ``tag`` is loading (in the background; started
+                here when it was not): answer 503 with ``Retry-After``.
+        """
+        from api.errors import TextModelLoadingError
+
+        cached = self._coldstart
+        if cached is not None and cached[0] == tag and (cached[1] is None or cached[1].encoder.loaded):
+            return cached[1]
+        self.preload_text_model(tag, checkpoint)
+        cached = self._coldstart
+        if cached is not None and cached[0] == tag and (cached[1] is None or cached[1].encoder.loaded):
+            return cached[1]
+        raise TextModelLoadingError("the text model is loading; retry in a few seconds")
+
+    def preload_text_model(self, tag: str | None = None, checkpoint: str | None = None) -> None:
+        """Load the active model's cold-start head and text encoder in a background thread.
+
+        With no ``tag``, the active model is looked up first (retried while Neo4j is unreachable).
+        The state is in :attr:`text_model` (``loading`` / ``ready`` / ``none`` / ``failed``).
+        """
+        with self._text_lock:
+            if self._text_thread is not None and self._text_thread.is_alive():
+                return
+            self.text_model, self.text_model_detail = "loading", None
+            self._text_thread = threading.Thread(target=self._load_text_model, args=(tag, checkpoint),
+                                                 name="graphrec-text-model", daemon=True)
+            self._text_thread.start()
+
+    def _load_text_model(self, tag: str | None, checkpoint: str | None) -> None:
+        import time
+
+        try:
+            if tag is None:
+                from graph.embeddings import active_model
+
+                delay = 0.5
+                while True:
+                    try:
+                        info = active_model(self.driver, self.dataset, self.database)
+                        break
+                    except Neo4jUnavailableError:
+                        if self._stopping.wait(delay):
+                            return
+                        delay = min(delay * 2, 5.0)
+                if info is None:
+                    self.text_model, self.text_model_detail = "none", "no model is published"
+                    return
+                tag, checkpoint = info.tag, info.checkpoint
+            t0 = time.perf_counter()
+            cs = self.coldstart(tag, checkpoint)
+            if cs is None:
+                self.text_model, self.text_model_detail = "none", "the active model has no text model"
+                return
+            cs.encoder.load()
+            cs.encoder.encode(["warm-up"])  # the first forward pass allocates and (int8) packs weights
+            self.text_model, self.text_model_detail = "ready", f"{cs.encoder.identity} ({tag}), loaded in {time.perf_counter() - t0:.1f} s"
+            log.info("text model ready: %s", self.text_model_detail)
+        except Exception as e:  # noqa: BLE001 - reported through /v1/health; requests with text get 503
+            log.exception("the text model could not be loaded")
+            self.text_model, self.text_model_detail = "failed", f"{type(e).__name__}: the text model could not be loaded (see the server log)"
 
     def close(self) -> None:
-        """Close the driver."""
+        """Close the driver (and stop waiting for the text model)."""
+        self._stopping.set()
         if self._driver is not None:
             self._driver.close()
             self._driver = None
@@ -163,8 +244,31 @@ def require_admin(
     expected = settings.admin_token.get_secret_value() if settings.admin_token else ""
     if not expected:
         raise AdminForbiddenError("admin routes are disabled: set GRAPHREC_ADMIN_TOKEN")
-    if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
+    if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):  # constant time
         raise AdminForbiddenError("wrong admin token")
+
+
+MIN_TOKEN_LENGTH = 32
+MIN_TOKEN_DISTINCT = 12
+
+
+def check_admin_token(settings: Settings) -> None:
+    """Refuse to start in production (``GRAPHREC_ENVIRONMENT=production``) without a strong admin token.
+
+    Strong means at least :data:`MIN_TOKEN_LENGTH` (32) characters with at least
+    :data:`MIN_TOKEN_DISTINCT` (12) distinct ones, e.g. ``python -c "import secrets; print(secrets.token_urlsafe(32))"``
+    (43 characters, 256 random bits). Other environments accept any token (or none: admin routes answer 403).
+
+    Raises:
+        ConfigError: In production, with a missing or weak token.
+    """
+    if settings.environment != "production":
+        return
+    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    if len(token) < MIN_TOKEN_LENGTH or len(set(token)) < MIN_TOKEN_DISTINCT:
+        raise ConfigError(f"GRAPHREC_ADMIN_TOKEN must be set in production, with at least {MIN_TOKEN_LENGTH} characters of which "
+                          f"{MIN_TOKEN_DISTINCT} distinct (for example the output of "
+                          "`python -c \"import secrets; print(secrets.token_urlsafe(32))\"`)")
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -174,5 +278,5 @@ AdminDep = Depends(require_admin)
 
 __all__ = [
     "AdminAuthError", "AdminDep", "AdminForbiddenError", "DriverDep", "GraphDep", "GraphState", "ModelNotReadyError",
-    "SettingsDep", "get_driver", "get_graph", "require_admin",
+    "SettingsDep", "check_admin_token", "get_driver", "get_graph", "require_admin",
 ]

@@ -12,17 +12,31 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import GraphState
+from api.deps import GraphState, check_admin_token
+from api.errors import (
+    HTTP_CODES,
+    VALIDATION_ERROR,
+    BodyTooLargeError,
+    RequestContext,
+    describe,
+    error_body,
+    exception_response,
+    request_id_of,
+    validation_errors,
+)
 from api.routes import admin, health, interactions, items, recommendations, users
+from api.schemas import COMMON_ERRORS
 from api.settings import Settings, get_settings
-from graphrec.errors import ConfigError, GraphrecError, InvalidArgumentError, Neo4jUnavailableError
+from graphrec.errors import GraphrecError, Neo4jUnavailableError
 
 if TYPE_CHECKING:
     from graph.connection import ConnectionInfo
@@ -30,13 +44,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
-RETRY_AFTER_S = 5
 STARTUP_WAIT_S = 30.0
 
 
 def api_router() -> APIRouter:
     """The versioned router with every resource."""
-    router = APIRouter(prefix=API_PREFIX)
+    router = APIRouter(prefix=API_PREFIX, responses=COMMON_ERRORS)
     for module in (users, items, recommendations, interactions, admin, health):
         router.include_router(module.router)
     return router
@@ -89,7 +102,7 @@ class BodySizeLimit:
                 raise
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, status_code=413)
+        response = exception_response(BodyTooLargeError(f"request body larger than {self.max_bytes} bytes"), scope)
         await response(scope, receive, send)
 
 
@@ -119,6 +132,9 @@ class ObserveMetrics:
 
         try:
             await self.app(scope, receive, observed_send)
+        except Exception as e:
+            status = describe(e)[0]  # what RequestContext will answer
+            raise
         finally:
             path = getattr(scope.get("route"), "path", "unmatched")
             if scope["path"].startswith(API_PREFIX + "/") and not path.startswith(API_PREFIX + "/"):
@@ -141,14 +157,6 @@ class Metrics:
         self.neo4j_up.set(1)
 
 
-def _error_response(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"detail": detail}
-    if errors:
-        body["errors"] = errors
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
 def create_app(settings: Settings | None = None, connection_info: ConnectionInfo | None = None, startup_wait_s: float = STARTUP_WAIT_S) -> FastAPI:
     """Build the application.
 
@@ -161,11 +169,12 @@ def create_app(settings: Settings | None = None, connection_info: ConnectionInfo
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         s = settings or get_settings()
-        if s.environment == "production" and (s.admin_token is None or len(s.admin_token.get_secret_value()) < 16):
-            raise ConfigError("GRAPHREC_ADMIN_TOKEN must be set (16+ characters) in production")
+        check_admin_token(s)  # production refuses a missing or weak admin token
         state = GraphState(s, connection_info)
         await run_in_threadpool(_wait_for_neo4j, state, startup_wait_s)
         app.state.graph = state
+        if s.preload_text_model:
+            state.preload_text_model()  # background thread: text requests answer 503 until it is ready
         from api.jobs import JobRunner
 
         app.state.jobs = JobRunner()
@@ -206,21 +215,26 @@ def create_app(settings: Settings | None = None, connection_info: ConnectionInfo
     async def graphrec_error(request: Request, e: GraphrecError) -> JSONResponse:
         if isinstance(e, Neo4jUnavailableError) or e.http_status == 503:
             metrics.neo4j_up.set(0 if isinstance(e, Neo4jUnavailableError) else 1)
-        errors = e.errors if isinstance(e, InvalidArgumentError) else None
-        return _error_response(e.http_status, str(e), errors)
+        return exception_response(e, request.scope)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, e: Exception) -> JSONResponse:
-        from graph.connection import translate_error
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, e: RequestValidationError) -> JSONResponse:
+        errors = validation_errors(e.errors())
+        return error_body(422, VALIDATION_ERROR, "invalid request: " + "; ".join(
+            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in errors[:5]), request_id_of(request.scope), errors)
 
-        mapped = translate_error(e)
-        if isinstance(mapped, GraphrecError):
-            return await graphrec_error(request, mapped)
-        log.exception("unhandled error on %s", request.url.path)
-        return _error_response(500, "internal error")
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(e.status_code, "error" if e.status_code < 500 else "internal_error")
+        message = str(e.detail) if e.status_code < 500 else "internal error"
+        response = error_body(e.status_code, code, message, request_id_of(request.scope))
+        for name, value in (e.headers or {}).items():
+            response.headers.setdefault(name, value)
+        return response
 
     max_bytes = (settings.max_body_bytes if settings else None)
     app.add_middleware(BodySizeLimit, max_bytes=max_bytes or get_settings().max_body_bytes)
+    app.add_middleware(RequestContext)  # outermost: every answer, 413 and 500 included, carries the request id
     return app
 
 

@@ -105,6 +105,10 @@ class HealthOut(BaseModel):
     model_tag: str | None = None
     published_at: str | None = None
     detail: str | None = None
+    text_model: Literal["loading", "ready", "none", "failed"] = Field(
+        "none", description="The active model's text model (free-text cold start): `loading` (text requests answer 503), "
+                            "`ready`, `none` (the model has none) or `failed` (see text_model_detail).")
+    text_model_detail: str | None = None
 
 
 class ReloadIn(BaseModel):
@@ -142,14 +146,57 @@ class JobOut(BaseModel):
     log_tail: str = ""
 
 
-class ErrorOut(BaseModel):
-    """Every error response."""
+class ValidationErrorOut(BaseModel):
+    """One validation problem: where (``loc``), what (``type``) and a sentence (``msg``)."""
 
-    detail: str
-    errors: list[dict[str, Any]] | None = None
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class ErrorOut(BaseModel):
+    """Every error response: a stable ``code``, a ``message`` (also as ``detail``) and the request id.
+
+    The request id is also in the ``X-Request-ID`` header; the server logs every 5xx with it and the cause.
+    """
+
+    code: str = Field(description="Stable machine-readable error code, e.g. `unknown_user`, `validation_error`, `neo4j_unavailable`.")
+    message: str = Field(description="What went wrong, for people.")
+    detail: str = Field(description="Same as `message`.")
+    request_id: str = Field(description="Id of this request (also the `X-Request-ID` header); quote it when reporting a problem.")
+    errors: list[ValidationErrorOut] | None = Field(None, description="Validation problems (422 only).")
+
+
+def _example(status: int, code: str, message: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message, "detail": message, "request_id": "3f2a9c0d1b7e4c55a0e6f1d2c3b4a596"}
+    if errors:
+        body["errors"] = errors
+    return {"model": ErrorOut, "content": {"application/json": {"example": body}}}
+
+
+def error_response(status: int, description: str, code: str, message: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An OpenAPI ``responses`` entry with the :class:`ErrorOut` schema and an example body."""
+    entry = _example(status, code, message, errors)
+    entry["description"] = description
+    if status == 503:
+        entry["headers"] = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
+    return entry
+
+
+#: The error answers every ``/v1`` operation can give (FastAPI merges route-specific entries over these).
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: error_response(400, "The request body could not be parsed.", "invalid_body", "There was an error parsing the body"),
+    413: error_response(413, "The request body is larger than GRAPHREC_MAX_BODY_BYTES.", "body_too_large",
+                        "request body larger than 1000000 bytes"),
+    422: error_response(422, "Invalid parameters or body.", "validation_error", "invalid request: query.k: Input should be greater than or equal to 1",
+                        [{"type": "greater_than_equal", "loc": ["query", "k"], "msg": "Input should be greater than or equal to 1"}]),
+    500: error_response(500, "Internal error (logged on the server with the request id).", "internal_error", "internal error"),
+    503: error_response(503, "Neo4j unreachable, no model published, or the text model still loading (Retry-After).",
+                        "neo4j_unavailable", "the database is not reachable right now; retry later"),
+}
 
 
 __all__ = [
-    "ColdStartIn", "ErrorOut", "Explanation", "HealthOut", "InteractionIn", "InteractionOut", "JobOut", "Reason",
-    "RecommendationsOut", "RecommendedItemOut", "ReloadIn", "TrainIn",
+    "COMMON_ERRORS", "ColdStartIn", "ErrorOut", "Explanation", "HealthOut", "InteractionIn", "InteractionOut", "JobOut", "Reason",
+    "RecommendationsOut", "RecommendedItemOut", "ReloadIn", "TrainIn", "ValidationErrorOut", "error_response",
 ]

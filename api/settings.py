@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="GRAPHREC_API_HOST: bind address of the API.")
     api_port: int = Field(8000, ge=1, le=65535, description="GRAPHREC_API_PORT")
     admin_token: SecretStr | None = Field(None, description="GRAPHREC_ADMIN_TOKEN: bearer token for /v1/admin routes.")
+    preload_text_model: bool = Field(True, description="GRAPHREC_PRELOAD_TEXT_MODEL: load the active model's text model at start-up, "
+                                                        "in the background (text requests answer 503 until it is ready).")
     max_body_bytes: int = Field(1_000_000, gt=0, description="GRAPHREC_MAX_BODY_BYTES: larger request bodies get 413.")
     api_query_concurrency: int = Field(
         3, ge=0, le=1000,

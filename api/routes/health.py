@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import GraphDep
+from api.errors import describe
 from api.schemas import HealthOut
 from graph.recommend import health
 from graphrec.errors import GraphrecError
@@ -24,6 +25,8 @@ async def get_health(graph: GraphDep, response: Response) -> HealthOut:
     except GraphrecError as e:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
-        return HealthOut(status="degraded", neo4j="unreachable", dataset=graph.dataset, detail=str(e))
+        return HealthOut(status="degraded", neo4j="unreachable", dataset=graph.dataset, detail=describe(e)[2],
+                         text_model=graph.text_model, text_model_detail=graph.text_model_detail)  # type: ignore[arg-type]
     return HealthOut(status="ok", neo4j="ok", dataset=graph.dataset, model_version=h["model_version"], model_tag=h["model_tag"],
-                     published_at=h["published_at"])
+                     published_at=h["published_at"], text_model=graph.text_model,  # type: ignore[arg-type]
+                     text_model_detail=graph.text_model_detail)

@@ -17,9 +17,14 @@ router = APIRouter(prefix="/recommendations", tags=["recommendations"])
 @router.post("", response_model=RecommendationsOut, responses=ERRORS, summary="Cold start: liked items and/or text")
 def post_cold_start(graph: GraphDep, body: ColdStartIn) -> RecommendationsOut:
     """Builds a query vector from the liked items' embeddings and/or the text (projected with the
-    active model's cold-start head, the same text encoder as training) and searches the index."""
+    active model's cold-start head, the same text encoder as training) and searches the index.
+
+    The text model loads at start-up in the background; until it is ready a request with ``text``
+    answers 503 ``text_model_loading`` with ``Retry-After`` (``/v1/health`` shows ``text_model``)."""
     info = require_active_model(graph.driver, graph.dataset, graph.database)
-    cs = graph.coldstart(info.tag, info.checkpoint)
+    with_text = bool(body.text and body.text.strip())
+    load = graph.coldstart_for_text if with_text else graph.coldstart  # text: 503 while the text model loads
+    cs = load(info.tag, info.checkpoint)
     user_vector = None
     if cs is not None:
         def user_vector(liked: list[str], text: str | None):  # type: ignore[no-untyped-def]
@@ -38,6 +43,6 @@ def post_cold_start(graph: GraphDep, body: ColdStartIn) -> RecommendationsOut:
             if attempt or cs is None:
                 raise
             info = require_active_model(graph.driver, graph.dataset, graph.database)  # model switched: reload
-            cs = graph.coldstart(info.tag, info.checkpoint)
+            cs = load(info.tag, info.checkpoint)
     anchors = body.liked_item_ids or None
     return with_explanations(graph, recs, body.explain and anchors is not None, 3, anchors=anchors)

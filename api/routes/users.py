@@ -10,7 +10,7 @@ from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import GraphDep
-from api.schemas import ErrorOut, RecommendationsOut, RecommendedItemOut
+from api.schemas import RecommendationsOut, RecommendedItemOut, error_response
 from graph.explain import Explanation, explain
 from graph.recommend import RecommendationList, recommend, validate_filters
 from graph.recommend_explained import fetch_explained
@@ -22,9 +22,9 @@ UserId = Annotated[str, Path(min_length=1, max_length=200, description="External
 ItemId = Annotated[str, Path(min_length=1, max_length=200, description="External item id.", examples=["1221"])]
 
 ERRORS: dict[int | str, dict[str, object]] = {
-    404: {"model": ErrorOut, "description": "Unknown user or item."},
-    422: {"model": ErrorOut, "description": "Invalid parameters."},
-    503: {"model": ErrorOut, "description": "Neo4j unreachable or no model published (Retry-After)."},
+    404: error_response(404, "Unknown user or item.", "unknown_user", "unknown user 'nobody' in dataset 'movielens'"),
+    503: error_response(503, "Neo4j unreachable, no model published, or the text model still loading (Retry-After).",
+                        "model_not_ready", "no model is published for dataset 'movielens' (run `graphrec publish --checkpoint PATH`)"),
 }
 
 
