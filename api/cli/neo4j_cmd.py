@@ -1,4 +1,4 @@
-"""``graphrec neo4j start|stop|status``: the project's own Neo4j server.
+"""``graphrec neo4j start|stop|status|style``: the project's own Neo4j server and its Browser style.
 
 The server is assembled from Maven Central jars into ``GRAPHREC_HOME`` (see ``graph/server``).
 When ``NEO4J_URI`` is set, graphrec uses that server and these commands provision nothing.
@@ -17,7 +17,10 @@ HELP = "Run the project's own Neo4j 5.26 Community server (assembled from Maven 
 
 
 def _external_note(settings: Settings) -> str:
-    return f"NEO4J_URI is set ({settings.neo4j_uri}): graphrec uses that server and provisions nothing."
+    return (
+        f"NEO4J_URI is set ({settings.neo4j_uri}): graphrec uses that server and provisions nothing.\n"
+        "To caption nodes by name in its Neo4j Browser, paste the command `graphrec neo4j style` prints."
+    )
 
 
 def _print_block(status_line: str, bolt_uri: str | None, browser_url: str | None, user: str, password_file: str, home: str, log_file: str) -> None:
@@ -30,6 +33,8 @@ def _print_block(status_line: str, bolt_uri: str | None, browser_url: str | None
     typer.echo(f"  Password file: {password_file}   (`cat` it; readable only by you)")
     typer.echo(f"  Home:          {home}")
     typer.echo(f"  Server log:    {log_file}")
+    if browser_url:
+        typer.echo("  Browser style: applied when the Browser connects (users by id, items by title; `graphrec neo4j style`)")
 
 
 def start(
@@ -99,10 +104,18 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the status 
     _print_block(line, st.bolt_uri, st.browser_url, st.user, st.password_file, st.home, st.log_file)
 
 
+def style(grass: bool = typer.Option(False, "--grass", help="Print the GraSS file instead of the :style command.")) -> None:
+    """Print the Neo4j Browser style command (users by id, items by title, attributes by name) to paste into any Browser."""
+    from graph.server.browser import grass_text, style_command
+
+    typer.echo(grass_text().rstrip() if grass else style_command())
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``neo4j`` command group to the ``graphrec`` app."""
     neo4j_app = typer.Typer(name="neo4j", help=HELP, no_args_is_help=True)
     neo4j_app.command("start")(start)
     neo4j_app.command("stop")(stop)
     neo4j_app.command("status")(status)
+    neo4j_app.command("style")(style)
     app.add_typer(neo4j_app, name="neo4j")
