@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.settings import Settings, get_settings
+from graphrec.settings import Settings, get_settings
 from graphrec.errors import ConfigError, GraphrecError, ModelNotReadyError, Neo4jUnavailableError
 
 if TYPE_CHECKING:

@@ -35,7 +35,7 @@ from api.errors import (
 )
 from api.routes import admin, health, interactions, items, recommendations, users
 from api.schemas import COMMON_ERRORS
-from api.settings import Settings, get_settings
+from graphrec.settings import Settings, get_settings
 from graphrec.errors import GraphrecError, Neo4jUnavailableError
 
 if TYPE_CHECKING:

@@ -38,7 +38,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_settings() -> Iterator[None]:
     """Clear the ``get_settings`` cache around every test, so env changes (monkeypatch.setenv) take effect."""
-    from api.settings import get_settings
+    from graphrec.settings import get_settings
 
     get_settings.cache_clear()
     yield
@@ -48,7 +48,7 @@ def _fresh_settings() -> Iterator[None]:
 @pytest.fixture
 def graphrec_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private, empty GRAPHREC_HOME for one test (settings cache cleared)."""
-    from api.settings import get_settings
+    from graphrec.settings import get_settings
 
     home = tmp_path / "graphrec-home"
     home.mkdir()

@@ -101,7 +101,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         import httpx
 
         from api.cli.common import connection_info
-        from api.settings import get_settings
+        from graphrec.settings import get_settings
         from graph.connection import open_driver, read
         from graph.embeddings import require_active_model
         from graph.explain import explain

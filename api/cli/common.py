@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from api.settings import Settings, get_settings
+from graphrec.settings import Settings, get_settings
 from graphrec.errors import Neo4jUnavailableError
 
 if TYPE_CHECKING:

@@ -110,7 +110,7 @@ def register(app: typer.Typer) -> None:
         import httpx
 
         from api.cli.common import connection_info
-        from api.settings import get_settings
+        from graphrec.settings import get_settings
 
         settings = get_settings()
         dataset = settings.dataset

@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         """Encode item texts (title, description, genres, tags...) with the BERT encoder; cached by text hash."""
         import numpy as np
 
-        from api.settings import get_settings
+        from graphrec.settings import get_settings
         from gnn.text.cache import encode_with_cache
         from gnn.text.encoder import TextEncoder
         from gnn.text.recipe import build_item_texts
@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device"),
     ) -> None:
         """Train feature-level fusion (LightGCN + projected text) and its cold-start head; save for serving."""
-        from api.settings import get_settings
+        from graphrec.settings import get_settings
         from gnn.fusion.pipeline import FuseConfig, fit_fusion
 
         settings = get_settings()

@@ -43,7 +43,7 @@ def evaluate(
     import torch
 
     from api.cli.train_cmd import _parse_params, load_snapshot
-    from api.settings import get_settings
+    from graphrec.settings import get_settings
     from gnn.checkpoint import load_checkpoint
     from gnn.config import TrainConfig
     from gnn.data import InteractionData

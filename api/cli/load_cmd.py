@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from api.settings import get_settings
+from graphrec.settings import get_settings
 
 if TYPE_CHECKING:
     from graph.load import LoadSummary

@@ -11,7 +11,7 @@ import time
 
 import typer
 
-from api.settings import Settings, get_settings
+from graphrec.settings import Settings, get_settings
 
 HELP = "Run the project's own Neo4j 5.26 Community server (assembled from Maven Central jars; no Docker)."
 

@@ -143,7 +143,7 @@ def run_publish(checkpoint: Path, dataset: str, text_vectors: bool = True, quiet
     from tqdm import tqdm
 
     from api.cli.common import open_graph
-    from api.settings import get_settings
+    from graphrec.settings import get_settings
 
     settings = get_settings()
     with open_graph(settings) as driver, tqdm(desc="publish", unit="row", disable=quiet) as bar:
@@ -220,7 +220,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Write embeddings + a cosine vector index into Neo4j and switch the active model atomically."""
-        from api.settings import get_settings
+        from graphrec.settings import get_settings
 
         settings = get_settings()
         if checkpoint is None and not latest:

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print top-k recommendations for --user (or items similar to --similar-to)."""
         from api.cli.common import connection_info, open_graph
-        from api.settings import get_settings
+        from graphrec.settings import get_settings
         from graph.explain import explain as explain_items
         from graph.recommend import Filters, recommend, similar_items
         from graphrec.errors import ConfigError

@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from api.main import create_app
-        from api.settings import get_settings
+        from graphrec.settings import get_settings
 
         settings = get_settings()
         h, p = host or settings.api_host, port or settings.api_port

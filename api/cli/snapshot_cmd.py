@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from api.settings import get_settings
+from graphrec.settings import get_settings
 from graphrec.errors import InvalidArgumentError
 
 

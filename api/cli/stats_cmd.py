@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from api.settings import get_settings
+from graphrec.settings import get_settings
 
 
 def stats(

@@ -17,7 +17,7 @@ from api.cli import recipe_options as opts
 from graphrec.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from api.settings import Settings
+    from graphrec.settings import Settings
     from graphrec.snapshot import Snapshot
 
 
@@ -122,7 +122,7 @@ def train(
         from gnn.host_memory import retain_freed_memory
 
         retain_freed_memory()
-    from api.settings import get_settings
+    from graphrec.settings import get_settings
     from gnn.checkpoint import new_version, save_checkpoint
     from gnn.config import RECIPES, TrainConfig, parse_init_std
     from gnn.data import InteractionData

@@ -61,7 +61,7 @@ def post_train(request: Request, graph: GraphDep, body: TrainIn) -> JobOut:
     the API process never trains."""
     import time
 
-    from api.settings import get_settings
+    from graphrec.settings import get_settings
 
     settings = get_settings()
     stamp = time.strftime("%Y%m%d-%H%M%S")

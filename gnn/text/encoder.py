@@ -192,7 +192,7 @@ class TextEncoder:
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> "TextEncoder":
-        """Build from :class:`api.settings.Settings` (``text_model``, ``hf_hub``, ``device``, ``text_precision``)."""
+        """Build from :class:`graphrec.settings.Settings` (``text_model``, ``hf_hub``, ``device``, ``text_precision``)."""
         cfg = {"model": settings.text_model, "hf_hub": settings.hf_hub, "device": settings.device,
                "precision": getattr(settings, "text_precision", "auto")}
         cfg.update({k: v for k, v in overrides.items() if v is not None})

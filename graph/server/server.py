@@ -41,7 +41,7 @@ from graph.server.tools import check_java
 from graphrec.errors import Neo4jAuthError, Neo4jUnavailableError, ProvisionError, QueryError
 
 if TYPE_CHECKING:
-    from api.settings import Settings
+    from graphrec.settings import Settings
     from graph.connection import ConnectionInfo
 
 log = logging.getLogger(__name__)

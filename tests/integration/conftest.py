@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _start_throwaway_server() -> tuple[object, ConnectionInfo, Path]:
-    from api.settings import Settings
+    from graphrec.settings import Settings
     from graph.server import JarCache, Neo4jServer, default_jar_cache_dir, free_port
     from graphrec.errors import GraphrecError
 
@@ -84,7 +84,7 @@ def _start_throwaway_server() -> tuple[object, ConnectionInfo, Path]:
 @pytest.fixture(scope="session")
 def neo4j_info() -> Iterator[ConnectionInfo]:
     """Connection info of the Neo4j the integration tests use (NEO4J_URI or a throwaway server)."""
-    from api.settings import Settings
+    from graphrec.settings import Settings
 
     settings = Settings()
     if settings.neo4j_uri:

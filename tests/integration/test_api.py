@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.settings import Settings
+from graphrec.settings import Settings
 from graph.embeddings import publish
 from graph.explain import Reason, verify_reason
 from graph.recommend_fixtures import load_toy_graph, random_embeddings

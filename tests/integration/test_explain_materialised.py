@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.settings import Settings
+from graphrec.settings import Settings
 from graph.connection import read
 from graph.embeddings import publish
 from graph.co_likes import build_co_likes

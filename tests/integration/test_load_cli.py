@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from api.cli.main import main
-from api.settings import get_settings
+from graphrec.settings import get_settings
 from graph.datasets import drop_dataset, list_datasets
 from tests.integration.loaders_data import write_csv_dataset
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from api.cli.publish_cmd import publish_checkpoint
-from api.settings import get_settings
+from graphrec.settings import get_settings
 from gnn.config import TrainConfig
 from gnn.data import InteractionData
 from gnn.fusion.coldstart import FusionCheckpoint, HeadConfig, fit_cold_head, save_fusion_checkpoint

@@ -11,7 +11,7 @@ from neo4j import exceptions as neo4j_exc
 
 from api.jobs import JobRunner, check_args
 from api.main import create_app
-from api.settings import Settings
+from graphrec.settings import Settings
 from graph.connection import ConnectionInfo
 from graphrec.errors import InvalidArgumentError, NotFoundError
 

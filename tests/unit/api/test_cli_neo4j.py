@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import graph.connection
 from api.cli import common
 from api.cli.bench_cmd import build_bench_app
-from api.settings import Settings, get_settings
+from graphrec.settings import Settings, get_settings
 from graph.server import Neo4jServer, server
 from graphrec.errors import Neo4jAuthError, Neo4jUnavailableError
 from tests.unit.graph._server_fakes import FakeDriver, make_fake_java, make_ready_jar_cache

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.deps import GraphState
 from api.main import create_app
-from api.settings import Settings
+from graphrec.settings import Settings
 from graph.connection import ConnectionInfo
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.settings import get_settings
+from graphrec.settings import get_settings
 from tests.unit.cli_runner import run_cli
 
 

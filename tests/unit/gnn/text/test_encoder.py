@@ -127,7 +127,7 @@ def test_auto_precision_resolves_per_device() -> None:
 
 
 def test_settings_precision_reaches_the_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
-    from api.settings import Settings
+    from graphrec.settings import Settings
 
     monkeypatch.setenv("GRAPHREC_TEXT_PRECISION", "fp32")
     enc = TextEncoder.from_settings(Settings(), device="cpu")

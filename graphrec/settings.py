@@ -1,4 +1,7 @@
-"""Runtime settings, read from the environment (and an optional ``.env``) by pydantic-settings.
+"""The product-wide runtime settings, read from the environment (and an optional ``.env``) by pydantic-settings.
+
+One :class:`Settings` for every package (loaders, graph, gnn, api); it lives in ``graphrec`` so that
+none of them reaches into another for it.
 
 Neo4j connection variables keep their conventional names (``NEO4J_URI``, ``NEO4J_USER``,
 ``NEO4J_PASSWORD``, ``NEO4J_DATABASE``); everything else is prefixed ``GRAPHREC_``.
