@@ -1,7 +1,7 @@
 """What the trainer and evaluator read: a snapshot's interactions as index tensors per split.
 
 ``gnn/`` reads snapshots only (never Neo4j). :func:`snapshot_from_frames` turns a loader's
-:class:`loaders.frames.DatasetFrames` (e.g. LightGCN files) into a snapshot without a graph.
+:class:`graphrec.frames.DatasetFrames` (e.g. LightGCN files) into a snapshot without a graph.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from graphrec.splits import apply_split
 from gnn.vocab import Vocabulary
 
 if TYPE_CHECKING:
-    from loaders.frames import DatasetFrames
+    from graphrec.frames import DatasetFrames
 
 
 @dataclass

@@ -35,7 +35,7 @@ from graph.schema import ensure_schema
 from graph.stats import DatasetCounts, dataset_counts
 from graph.writes import Phase, build_phases
 from graphrec.errors import GraphrecError, LoadError
-from loaders.frames import DatasetFrames
+from graphrec.frames import DatasetFrames
 from loaders.validation import enforce_max_errors
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Batched, parameterised writes of :class:`loaders.frames.DatasetFrames` into one generation.
+"""Batched, parameterised writes of :class:`graphrec.frames.DatasetFrames` into one generation.
 
 Each phase turns a frame into fixed-size chunks of rows and runs one ``UNWIND $rows AS row``
 statement per chunk, in its own transaction. Two statement sets exist:
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from graph.schema import ATTRIBUTE_LABELS, ATTRIBUTE_RELS, check_label, check_rel_type
-from loaders.frames import DatasetFrames
+from graphrec.frames import DatasetFrames
 
 WriteKind = Literal["create", "merge"]
 

@@ -37,10 +37,10 @@ from pydantic import BaseModel, Field
 
 from graphrec.clock import utc_now_iso
 from graphrec.errors import SnapshotError
+from graphrec.vocabulary import ATTRIBUTE_COLUMNS
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
-ATTRIBUTE_COLUMNS = ("genres", "tags", "categories", "brands")
 ITEM_COLUMNS = ("id", "title", "text", "year", *ATTRIBUTE_COLUMNS)
 INTERACTION_COLUMNS = ("user_idx", "item_idx", "rating", "timestamp", "split")
 

@@ -27,11 +27,11 @@ import numpy as np
 import pandas as pd
 
 from graphrec.errors import DataError
+from graphrec.frames import DatasetFrames, Problem, normalise_interactions, normalise_items
+from graphrec.vocabulary import ATTRIBUTE_ALIASES, ATTRIBUTE_COLUMNS
 from loaders.csvscan import scan_table
-from loaders.frames import ATTRIBUTE_COLUMNS, DatasetFrames, Problem, normalise_interactions, normalise_items
 from loaders.validation import TableCheck
 
-ATTRIBUTE_ALIASES: dict[str, str] = {"genre": "genres", "tag": "tags", "category": "categories", "brand": "brands"}
 VALUE_SEPARATOR = "|"
 
 

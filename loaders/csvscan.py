@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from graphrec.errors import DataError
-from loaders.frames import Problem
+from graphrec.frames import Problem
 
 _CHUNK = 32 * 1024 * 1024
 _NL = 10

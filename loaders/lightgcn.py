@@ -15,7 +15,7 @@ rating or timestamp (implicit feedback: NaN rating, null timestamp).
 Parsing is vectorised with numpy (one ``split`` per line, one integer conversion for the whole
 file); the full Gowalla split (1,027,370 interactions) reads in about a second.
 
-Rejected rows (reported as :class:`~loaders.frames.Problem` with file, line and reason, then left
+Rejected rows (reported as :class:`~graphrec.frames.Problem` with file, line and reason, then left
 out): undecodable bytes, a non-integer or negative id, a user listed twice in one file, an item
 repeated for the same user, a pair present in both train and test (the test copy is rejected),
 and, when the id lists exist, a user or item missing from them.
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from graphrec.errors import DataError
-from loaders.frames import DatasetFrames, Problem, normalise_interactions, normalise_items
+from graphrec.frames import DatasetFrames, Problem, normalise_interactions, normalise_items
 
 SPLIT_FILES: tuple[tuple[str, str], ...] = (("train.txt", "train"), ("test.txt", "test"))
 

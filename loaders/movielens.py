@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from graphrec.errors import DataError
+from graphrec.frames import DatasetFrames, Problem, normalise_interactions, normalise_items
 from loaders.csvscan import scan_table
-from loaders.frames import DatasetFrames, Problem, normalise_interactions, normalise_items
 from loaders.validation import TableCheck
 
 MovieLensFormat = Literal["latest", "25m", "100k", "1m"]

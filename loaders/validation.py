@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from graphrec.errors import ValidationFailedError
+from graphrec.frames import Problem
 from loaders.csvscan import ScannedTable
-from loaders.frames import Problem
 
 MAX_REPORTED = 50
 """How many problems :func:`format_problems` prints before summarising the rest."""

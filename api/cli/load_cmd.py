@@ -21,7 +21,7 @@ from graphrec.settings import get_settings
 
 if TYPE_CHECKING:
     from graph.load import LoadSummary
-    from loaders.frames import DatasetFrames
+    from graphrec.frames import DatasetFrames
 
 HELP = "Load datasets into Neo4j (validated, batched; upsert or atomic replace)."
 

@@ -14,7 +14,7 @@ from graph.datasets import DatasetInfo, lease_is_stale
 from graph.schema import DATA_LABELS, check_label, check_rel_type, schema_statements
 from graph.stats import dataset_counts_query
 from graph.writes import attribute_links, attribute_rels_query, build_phases, grouped_by_user
-from loaders.frames import DatasetFrames, normalise_interactions, normalise_items
+from graphrec.frames import DatasetFrames, normalise_interactions, normalise_items
 
 
 def test_schema_statements_are_idempotent_and_quoted() -> None:

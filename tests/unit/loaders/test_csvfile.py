@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from graphrec.errors import DataError, ValidationFailedError
+from graphrec.frames import Problem
 from loaders.csvfile import read_csv_dataset
-from loaders.frames import Problem
 from loaders.validation import enforce_max_errors, format_problems
 
 ITEMS = (

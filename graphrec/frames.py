@@ -1,5 +1,8 @@
 """The in-memory form every reader produces: :class:`DatasetFrames`.
 
+A contract of three packages: ``loaders`` produce it, ``graph`` writes it, ``gnn`` builds a
+snapshot from it. It lives in ``graphrec`` so that none of them imports another for it.
+
 Readers (MovieLens, LightGCN split files, generic CSV) turn files into four pandas frames with
 *external string ids*, plus the list of rejected rows. Nothing here touches Neo4j or torch.
 
@@ -21,8 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-ATTRIBUTE_COLUMNS: tuple[str, ...] = ("genres", "tags", "categories", "brands")
-"""List-valued item attribute columns; each maps to one attribute label in the graph."""
+from graphrec.vocabulary import ATTRIBUTE_COLUMNS
 
 ITEM_COLUMNS: tuple[str, ...] = ("id", "title", "text", "year", *ATTRIBUTE_COLUMNS)
 USER_COLUMNS: tuple[str, ...] = ("id",)
