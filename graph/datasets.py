@@ -80,6 +80,16 @@ REMOVE d.loading_gen, d.loading_mode, d.loading_pid, d.loading_host, d.loading_h
 RETURN old
 """
 
+# Takes the Dataset node's write lock first (feedback writes take it too), so work done before FLIP in
+# the same transaction sees every feedback write committed before the switch.
+LOCK_FOR_FLIP = """
+MATCH (d:Dataset {name: $dataset})
+WHERE d.loading_gen = $gen AND d.loading_pid = $pid
+SET d.flipping = $gen
+REMOVE d.flipping
+RETURN d.gen AS old
+"""
+
 RELEASE_LEASE = """
 MATCH (d:Dataset {name: $dataset})
 WHERE d.loading_gen = $gen AND d.loading_pid = $pid
@@ -251,8 +261,16 @@ def heartbeat(driver: neo4j.Driver, lease: Lease, database: str = "neo4j") -> No
     write(driver, HEARTBEAT, {"dataset": lease.dataset, "gen": lease.gen, "pid": lease.pid, "now": time.time()}, database=database)
 
 
-def flip_generation(driver: neo4j.Driver, lease: Lease, source: str, counts: dict[str, int], database: str = "neo4j") -> int | None:
+def flip_generation(
+    driver: neo4j.Driver, lease: Lease, source: str, counts: dict[str, int], database: str = "neo4j",
+    in_flip: Callable[[neo4j.ManagedTransaction], object] | None = None,
+) -> int | None:
     """Make the lease's generation the active one (one small transaction) and release the lease.
+
+    Args:
+        in_flip: Work done in the same transaction just before the switch, after the Dataset node is
+            write-locked (e.g. copying the feedback written since the reload copied it). Managed
+            transactions are retried, so it must be idempotent.
 
     Returns:
         The previously active generation (now in ``garbage``), or None.
@@ -260,21 +278,27 @@ def flip_generation(driver: neo4j.Driver, lease: Lease, source: str, counts: dic
     Raises:
         LoadError: The lease was lost (another process took over the dataset).
     """
-    records, _, _ = _run_write(
-        driver,
-        FLIP,
-        {
-            "dataset": lease.dataset,
-            "gen": lease.gen,
-            "pid": lease.pid,
-            "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "source": source,
-            "mode": lease.mode,
-            "counts": {f"count_{k}": int(v) for k, v in counts.items()},
-        },
-        database,
-    )
-    forget_lease(lease)
+    params = {
+        "dataset": lease.dataset,
+        "gen": lease.gen,
+        "pid": lease.pid,
+        "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": source,
+        "mode": lease.mode,
+        "counts": {f"count_{k}": int(v) for k, v in counts.items()},
+    }
+
+    def work(tx: neo4j.ManagedTransaction) -> list[neo4j.Record]:
+        if tx.run(LOCK_FOR_FLIP, params).single() is None:
+            return []
+        if in_flip is not None:
+            in_flip(tx)
+        return list(tx.run(FLIP, params))
+
+    try:
+        records = _execute_write(driver, work, database)
+    finally:
+        forget_lease(lease)
     if not records:
         raise LoadError(f"lost the load lease on dataset {lease.dataset!r}; the new generation {lease.gen} was not activated")
     old = records[0]["old"]

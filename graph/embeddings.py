@@ -50,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from graph.connection import read, write
 from graph.serving_lists import DEFAULT_LIST_SIZE, FusionTables, compute_serving_lists, seen_items
 from graphrec.clock import utc_now_iso
-from graphrec.errors import InvalidArgumentError, ModelNotReadyError, NotFoundError, QueryError
+from graphrec.errors import CoverageTooLowError, InvalidArgumentError, ModelNotReadyError, NotFoundError, QueryError
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class ModelInfo(BaseModel):
     alpha: float | None = Field(None, description="Live models: weight of the low-rank part.")
     gamma: float | None = Field(None, description="Live models: weight of the popularity part.")
     text_prop: str | None = None
-    item_index: str
+    item_index: str | None = None
     text_index: str | None = Field(None, description="Vector index on the text vectors (score fusion's content source).")
     fusion_prop: str | None = Field(None, description="User property [graph mean, graph std, content mean, content std, history size].")
     profile_prop: str | None = Field(None, description="User property: unit content profile.")
@@ -124,6 +124,7 @@ class ModelInfo(BaseModel):
     pop_std: float | None = None
     n_users: int = 0
     n_items: int = 0
+    gen: int | None = Field(None, description="Load generation the vectors are on (published onto, or carried to by a reload).")
     checkpoint: str | None = None
     published_at: str | None = None
 
@@ -271,6 +272,14 @@ RETURN count(n) AS c
 Q_LIST_INDEXES = "SHOW INDEXES YIELD name, type WHERE type = 'VECTOR' AND name STARTS WITH 'graphrec_' RETURN name"
 
 
+def item_coverage(model_items: set[str] | Sequence[str], graph_items: Any) -> float:
+    """Share of ``graph_items`` (ids of the active generation) that are in ``model_items`` (1.0 when the graph has none)."""
+    ids = set(graph_items)
+    if not ids:
+        return 1.0
+    return len(ids & set(model_items)) / len(ids)
+
+
 def active_gen(driver: neo4j.Driver, dataset: str, database: str = "neo4j") -> int:
     """The active load generation of ``dataset``.
 
@@ -385,6 +394,7 @@ def publish(
     index_timeout_s: float = 600.0,
     grace_s: float = 1.0,
     progress: Callable[[int], None] | None = None,
+    min_coverage: float | None = None,
 ) -> PublishReport:
     """Write a model's embeddings into the graph, index them and make the model active.
 
@@ -415,6 +425,8 @@ def publish(
         grace_s (float, optional): Pause between the flip and dropping the previous model, so that
             queries that read the old pointer just before the flip finish.
         progress (callable, optional): Called with the number of rows of each written batch.
+        min_coverage (float, optional): Refuse (before writing anything) a model whose item ids cover less
+            than this share of the active generation's items (:func:`item_coverage`). (default: no check)
 
     Returns:
         PublishReport: What was written.
@@ -422,6 +434,7 @@ def publish(
     Raises:
         InvalidArgumentError: Shapes, ids or values are wrong.
         NotFoundError: The dataset is not loaded.
+        CoverageTooLowError: The model's items cover less than ``min_coverage`` of the active generation.
     """
     t0 = time.perf_counter()
     users = _as_matrix(embeddings.user_vectors, "user_vectors")
@@ -440,6 +453,13 @@ def publish(
     # Items of the active generation the model does not know: cold items, vectors from text.
     graph_items = {r["id"]: r["text"] for r in read(driver, Q_ITEMS_OF_GEN, {"dataset": dataset, "gen": gen}, database)}
     known = set(item_ids)
+    if min_coverage is not None:
+        share = item_coverage(known, graph_items)
+        if share < min_coverage:
+            raise CoverageTooLowError(
+                f"refusing to publish {version} onto dataset {dataset!r}: its items cover {share:.1%} of the active generation's "
+                f"{len(graph_items):,} items, below the minimum {min_coverage:.0%} (a model of another catalogue?); "
+                "publish with --min-coverage 0 to override")
     cold_ids = [i for i in graph_items if i not in known and graph_items[i]]  # cold items need a text to embed
     n_cold = 0
     if cold_ids and cold_item_vectors is not None:
@@ -503,7 +523,7 @@ def publish(
         "dataset": dataset, "version": version, "tag": tag, "dim": dim, "max_norm": max_norm, "kind": "embedding",
         "in_prop": None, "alpha": None, "gamma": None, "popular": None,
         "item_prop": item_prop, "user_prop": user_prop, "text_prop": text_prop, "item_index": index, **fusion_props, **top_props,
-        "n_users": len(user_ids), "n_items": len(item_ids), "checkpoint": checkpoint,
+        "n_users": len(user_ids), "n_items": len(item_ids), "gen": gen, "checkpoint": checkpoint,
         "published_at": utc_now_iso(),
     }
     rows = read(driver, "RETURN 1 AS ok", {}, database)  # fail fast if the server went away

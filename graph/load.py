@@ -10,8 +10,12 @@
    active generation with ``MERGE``. Generations of earlier killed or failed loads are deleted.
 4. Phases: users, items, attribute nodes, item-attribute links, interactions, tag
    applications; fixed-size ``UNWIND`` batches, one tqdm bar per phase.
-5. Flip: one small transaction makes the new generation active, then the old one is deleted in
-   batches. Until the flip, readers (which resolve the active generation) see the old graph
+5. Carry (``replace`` over an active generation, :mod:`graph.reload`): the feedback written through
+   the API and the active model's vectors and item-item relationships are copied into the new
+   generation; new items get vectors from their text (``new_item_vectors``).
+6. Flip: one small transaction copies the feedback written meanwhile, makes the new generation active
+   and points the model at it; after a short grace the feedback that raced the flip is copied once
+   more, then the old generation is deleted in batches. Until the flip, readers (which resolve the active generation) see the old graph
    unchanged; if anything fails before it, the partial generation is removed (or, when Neo4j is
    gone, left for the next load or ``graphrec load cleanup``).
 """
@@ -31,6 +35,21 @@ from tqdm import tqdm
 
 from graph.connection import write
 from graph.datasets import Lease, acquire_lease, delete_generation, flip_generation, forget_lease, heartbeat, list_datasets, release_lease
+from graph.reload import (
+    FeedbackCarry,
+    ModelCarry,
+    NewItemVectors,
+    active_pointer,
+    carry_feedback,
+    carry_model,
+    count_feedback,
+    feedback_watermark,
+    lock_dataset_tx,
+    merge_late,
+    point_model_at_tx,
+    resync_feedback,
+    resync_feedback_tx,
+)
 from graph.schema import ensure_schema
 from graph.stats import DatasetCounts, dataset_counts
 from graph.writes import Phase, build_phases
@@ -56,6 +75,11 @@ class LoadOptions(BaseModel):
     database: str = Field("neo4j", description="Neo4j database name.")
     progress: bool = Field(True, description="Show a tqdm bar per phase.")
     writers: int = Field(1, ge=1, le=8, description="Write transactions in flight at once (batches of a phase are independent).")
+    carry_feedback: bool = Field(True, description="replace: copy the feedback written through the API into the new generation "
+                                 "(False drops it on purpose).")
+    carry_model: bool = Field(True, description="replace: copy the active model's vectors and relationships into the new generation.")
+    flip_grace_s: float = Field(1.0, ge=0, description="Pause after the flip before the last feedback copy and the old generation's "
+                                "deletion (writes that read the old generation just before the flip finish).")
 
 
 class FileSummary(BaseModel):
@@ -93,6 +117,8 @@ class LoadSummary(BaseModel):
     phases: list[PhaseSummary]
     counts: DatasetCounts
     old_generations_deleted: list[int] = []
+    feedback: FeedbackCarry | None = Field(None, description="replace over an active generation: the feedback carried or not.")
+    model: ModelCarry | None = Field(None, description="replace with an active model: what of it was carried.")
     seconds: float
 
     @property
@@ -129,6 +155,22 @@ class LoadSummary(BaseModel):
             f"graph now: {c.users:,} users, {c.items:,} items, {c.interactions:,} interactions, "
             f"{c.tag_applications:,} tag applications, attributes {dict(c.attributes)}"
         )
+        f = self.feedback
+        if f is not None:
+            lost = ", ".join(f"{n:,} {reason}" for reason, n in sorted(f.not_carried.items())) or "none"
+            lines.append(
+                f"feedback: {f.found:,} found, {f.carried + f.carried_late:,} carried ({f.carried_late:,} written during the reload), "
+                f"{f.already_present:,} already in the new data, {f.users_created:,} feedback users created, "
+                f"{f.dropped:,} dropped on request; not carried: {lost}"
+            )
+            lines += [f"  not carried: user {e.user_id} item {e.item_id} ({e.reason})" for e in f.examples]
+        m = self.model
+        if m is not None:
+            lines.append(
+                f"model {m.version} kept serving: {m.items_kept:,} items and {m.users_kept:,} users kept their vectors, "
+                f"{m.relationships:,} item-item relationships copied, {m.cold_items:,} new items embedded from text, "
+                f"{m.items_without_vector:,} items without a vector until the next publish ({m.seconds:.1f} s)"
+            )
         return "\n".join(lines)
 
 
@@ -213,15 +255,20 @@ def _delete_garbage(driver: neo4j.Driver, lease: Lease, options: LoadOptions, ke
     return gens, PhaseSummary(name="cleanup", rows=deleted, batches=len(gens), seconds=time.perf_counter() - start)
 
 
-def load_frames(driver: neo4j.Driver, frames: DatasetFrames, options: LoadOptions | None = None, on_batch: BatchHook | None = None) -> LoadSummary:
+def load_frames(
+    driver: neo4j.Driver, frames: DatasetFrames, options: LoadOptions | None = None, on_batch: BatchHook | None = None,
+    new_item_vectors: NewItemVectors | None = None,
+) -> LoadSummary:
     """Validate and write ``frames`` as dataset ``frames.name``.
 
     Args:
         driver: An open driver (the caller owns it).
         frames: The data read by a reader of :mod:`loaders`.
-        options: Mode, batch size, max errors, database, progress bars.
-        on_batch: Test hook called after every committed batch (raise from it to simulate a
-            failure half way).
+        options: Mode, batch size, max errors, database, progress bars, what a replace carries.
+        on_batch: Test hook called after every committed batch, and with phase ``"carry"`` before the
+            flip (raise from it to simulate a failure half way).
+        new_item_vectors: ``replace`` with an active model: vectors from text for items new in this
+            generation (the active checkpoint's cold-start head; see :data:`graph.reload.NewItemVectors`).
 
     Returns:
         The summary: files read and rejected, per-phase rows and times, the graph's counts.
@@ -254,10 +301,19 @@ def load_frames(driver: neo4j.Driver, frames: DatasetFrames, options: LoadOption
         for phase in build_phases(frames, kind, options.batch_size):
             current_phase = phase.name
             phases.append(_run_phase(driver, phase, lease, options, on_batch, last_beat))
+        carried = None
+        if lease.fresh and lease.previous_gen is not None and lease.previous_gen != lease.gen:
+            current_phase = "carry"
+            carried = _carry(driver, lease, options, phases, new_item_vectors)
+            if on_batch is not None:
+                on_batch("carry", 1)
         current_phase = "counts"
         counts = dataset_counts(driver, frames.name, lease.gen, options.database)
         current_phase = "flip"
-        previous = flip_generation(driver, lease, frames.source, counts.flat(), options.database)
+        previous = flip_generation(driver, lease, frames.source, counts.flat(), options.database,
+                                   in_flip=carried.in_flip if carried is not None else None)
+        if carried is not None:
+            carried.committed()
     except BaseException as e:
         _abandon(driver, lease, options)
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
@@ -272,7 +328,13 @@ def load_frames(driver: neo4j.Driver, frames: DatasetFrames, options: LoadOption
         detail = str(e) if isinstance(e, GraphrecError) else f"{type(e).__name__}: {e}"
         raise LoadError(f"load of dataset {frames.name!r} failed in phase {current_phase!r}: {detail}; {kept}") from e
 
-    # the new generation is active; deleting the old one is housekeeping
+    # the new generation is active; feedback that raced the flip is copied once more, then the old one goes
+    if previous is not None and carried is not None and carried.feedback is not None and carried.fb_enabled:
+        time.sleep(options.flip_grace_s)
+        try:
+            merge_late(carried.feedback, *resync_feedback(driver, frames.name, previous, lease.gen, options.database))
+        except GraphrecError as e:
+            log.warning("could not copy the feedback written during the flip of %s: %s", frames.name, e)
     if previous is not None:
         start = time.perf_counter()
         try:
@@ -292,8 +354,59 @@ def load_frames(driver: neo4j.Driver, frames: DatasetFrames, options: LoadOption
         phases=phases,
         counts=counts,
         old_generations_deleted=deleted_gens,
+        feedback=carried.feedback if carried is not None else None,
+        model=carried.model if carried is not None else None,
         seconds=time.perf_counter() - t0,
     )
+
+
+class _Carried:
+    """What :func:`_carry` copied, and the work the flip transaction adds."""
+
+    def __init__(self, lease: Lease, feedback: FeedbackCarry | None, fb_enabled: bool, watermark: int | None, model: ModelCarry | None) -> None:
+        self.lease, self.feedback, self.fb_enabled, self.watermark, self.model = lease, feedback, fb_enabled, watermark, model
+        self._late: tuple[int, list] = (0, [])
+
+    def in_flip(self, tx: neo4j.ManagedTransaction) -> None:
+        """Under the Dataset lock: copy feedback written since the carry, point the model at the new generation."""
+        lease = self.lease
+        assert lease.previous_gen is not None
+        if self.fb_enabled and self.feedback is not None:
+            now = lock_dataset_tx(tx, lease.dataset)
+            self._late = (0, [])
+            if self.watermark is None or now != self.watermark:
+                self._late = resync_feedback_tx(tx, lease.dataset, lease.previous_gen, lease.gen)
+        if self.model is not None:
+            point_model_at_tx(tx, lease.dataset, self.model.tag, lease.gen)
+
+    def committed(self) -> None:
+        """Count the flip's late copies once its transaction committed."""
+        if self.feedback is not None:
+            merge_late(self.feedback, *self._late)
+            self._late = (0, [])
+
+
+def _carry(driver: neo4j.Driver, lease: Lease, options: LoadOptions, phases: list[PhaseSummary],
+           new_item_vectors: NewItemVectors | None) -> _Carried:
+    """Copy feedback and the active model from the previous generation into the lease's one."""
+    assert lease.previous_gen is not None
+    old, new, db = lease.previous_gen, lease.gen, options.database
+    start = time.perf_counter()
+    watermark = feedback_watermark(driver, lease.dataset, db)
+    if options.carry_feedback:
+        fb = carry_feedback(driver, lease.dataset, old, new, db)
+    else:
+        fb = FeedbackCarry(dropped=count_feedback(driver, lease.dataset, old, db))
+        fb.found = fb.dropped
+    phases.append(PhaseSummary(name="carry feedback", rows=fb.carried, batches=1, seconds=time.perf_counter() - start))
+    model = None
+    pointer = active_pointer(driver, lease.dataset, db) if options.carry_model else None
+    if pointer is not None and pointer.get("tag"):
+        start = time.perf_counter()
+        model = carry_model(driver, lease.dataset, old, new, pointer, database=db, new_item_vectors=new_item_vectors)
+        phases.append(PhaseSummary(name="carry model", rows=model.items_kept + model.users_kept + model.relationships + model.cold_items,
+                                   batches=1, seconds=time.perf_counter() - start))
+    return _Carried(lease, fb, options.carry_feedback, watermark, model)
 
 
 def _abandon(driver: neo4j.Driver, lease: Lease, options: LoadOptions) -> None:

@@ -48,6 +48,10 @@ BATCH_OPT = typer.Option(10_000, "--batch-size", min=1, max=1_000_000, help="Row
 WRITERS_OPT = typer.Option(1, "--writers", min=1, max=8, help="Write transactions in flight at once.")
 REPORT_OPT = typer.Option(None, "--report", help="Write every rejected row to this CSV (file,line,reason).")
 PROGRESS_OPT = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per phase.")
+DROP_FEEDBACK_OPT = typer.Option(False, "--drop-feedback", help="replace: do not carry the interactions written through the API "
+                                 "into the new graph (by default they are carried when their user and item still exist).")
+REFIT_OPT = typer.Option(True, "--refit/--no-refit", help="replace with a published model: afterwards, start a refit and publish "
+                         "of the default model in the background (`graphrec refit`, log under GRAPHREC_HOME/logs).")
 
 
 def print_problems(frames: DatasetFrames, report: Path | None, limit: int = 50) -> None:
@@ -67,8 +71,36 @@ def print_problems(frames: DatasetFrames, report: Path | None, limit: int = 50) 
         typer.echo(f"rejected rows written to {report}", err=True)
 
 
-def run_load(frames: DatasetFrames, mode: Mode, max_errors: int, batch_size: int, writers: int, progress: bool, report: Path | None) -> LoadSummary:
-    """Report problems, open the graph, load the frames and print the summary."""
+def new_item_vectors_for(driver: object, dataset: str, database: str, settings: object) -> object:
+    """``(ids, texts) -> (vectors, text vectors)`` for items a replace adds, from the active checkpoint's
+    cold-start head (None when no model is published; the callback answers None when its checkpoint
+    has no text head). The checkpoint is read only when the reload finds new items."""
+    from graph.embeddings import active_model
+
+    model = active_model(driver, dataset, database)  # type: ignore[arg-type]
+    if model is None or not model.checkpoint:
+        return None
+    checkpoint = Path(model.checkpoint)
+
+    def compute(ids: list[str], texts: list[str]) -> object:
+        from api.cli.publish_cmd import _text_encoder, load_embeddings
+
+        if not checkpoint.exists():
+            return None
+        emb = load_embeddings(checkpoint)
+        if emb.coldstart is None:
+            return None
+        vectors = emb.coldstart.item_vectors(texts)
+        encode = _text_encoder(emb, settings, checkpoint) if model.text_prop else None
+        return vectors, (encode(ids, texts) if encode is not None else None)
+
+    return compute
+
+
+def run_load(frames: DatasetFrames, mode: Mode, max_errors: int, batch_size: int, writers: int, progress: bool, report: Path | None,
+             drop_feedback: bool = False, refit: bool = True) -> LoadSummary:
+    """Report problems, open the graph, load the frames and print the summary; after a replace over a
+    published model, start the background refit (``refit``)."""
     from api.cli.common import open_graph
     from graph.load import LoadOptions, load_frames
     from loaders.validation import enforce_max_errors
@@ -76,10 +108,21 @@ def run_load(frames: DatasetFrames, mode: Mode, max_errors: int, batch_size: int
     print_problems(frames, report)
     enforce_max_errors(frames.problems, max_errors)  # before connecting: nothing is written
     settings = get_settings()
-    options = LoadOptions(mode=mode.value, batch_size=batch_size, max_errors=max_errors, database=settings.neo4j_database, progress=progress and sys.stderr.isatty(), writers=writers)
+    options = LoadOptions(mode=mode.value, batch_size=batch_size, max_errors=max_errors, database=settings.neo4j_database,
+                          progress=progress and sys.stderr.isatty(), writers=writers, carry_feedback=not drop_feedback)
     with open_graph(settings) as driver:
-        summary = load_frames(driver, frames, options)
+        cold = new_item_vectors_for(driver, frames.name, settings.neo4j_database, settings) if mode == Mode.replace else None
+        summary = load_frames(driver, frames, options, new_item_vectors=cold)  # type: ignore[arg-type]
     typer.echo(summary.table())
+    if mode == Mode.replace and summary.model is not None:
+        if refit:
+            from api.cli.refit_cmd import start_refit_detached
+
+            pid, log = start_refit_detached(frames.name, settings)
+            typer.echo(f"refit of the default model started in the background (pid {pid}, log {log}); "
+                       "it publishes when done, the carried model serves until then")
+        else:
+            typer.echo("no refit started (--no-refit): the carried model serves until the next `graphrec refit` / publish")
     return summary
 
 
@@ -93,12 +136,14 @@ def movielens(
     writers: int = WRITERS_OPT,
     report: Path | None = REPORT_OPT,
     progress: bool = PROGRESS_OPT,
+    drop_feedback: bool = DROP_FEEDBACK_OPT,
+    refit: bool = REFIT_OPT,
 ) -> None:
     """Load MovieLens: movies (genres, year), ratings, tags."""
     from loaders.movielens import read_movielens
 
     frames = read_movielens(path, fmt.value if fmt else None, name=dataset)  # type: ignore[arg-type]
-    run_load(frames, mode, max_errors, batch_size, writers, progress, report)
+    run_load(frames, mode, max_errors, batch_size, writers, progress, report, drop_feedback, refit)
 
 
 def lightgcn(
@@ -110,12 +155,14 @@ def lightgcn(
     writers: int = WRITERS_OPT,
     report: Path | None = REPORT_OPT,
     progress: bool = PROGRESS_OPT,
+    drop_feedback: bool = DROP_FEEDBACK_OPT,
+    refit: bool = REFIT_OPT,
 ) -> None:
     """Load a LightGCN-format split (e.g. Gowalla); test interactions keep split='test'."""
     from loaders.lightgcn import read_lightgcn
 
     frames = read_lightgcn(path, name=dataset or path.resolve().name)
-    run_load(frames, mode, max_errors, batch_size, writers, progress, report)
+    run_load(frames, mode, max_errors, batch_size, writers, progress, report, drop_feedback, refit)
 
 
 def csv_files(
@@ -131,12 +178,14 @@ def csv_files(
     writers: int = WRITERS_OPT,
     report: Path | None = REPORT_OPT,
     progress: bool = PROGRESS_OPT,
+    drop_feedback: bool = DROP_FEEDBACK_OPT,
+    refit: bool = REFIT_OPT,
 ) -> None:
     """Load the generic CSV layout (see docs/data.md)."""
     from loaders.csvfile import read_csv_dataset
 
     frames = read_csv_dataset(items, interactions, users, name=dataset, rating_min=rating_min, rating_max=rating_max)
-    run_load(frames, mode, max_errors, batch_size, writers, progress, report)
+    run_load(frames, mode, max_errors, batch_size, writers, progress, report, drop_feedback, refit)
 
 
 def cleanup(

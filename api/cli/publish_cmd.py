@@ -9,7 +9,10 @@ from typing import Any
 
 import typer
 
-from graphrec.errors import ConfigError, ModelError
+from graphrec.errors import ConfigError, DatasetMismatchError, ModelError
+
+SNAPSHOT_MANIFEST = "snapshot-manifest.json"
+"""The training snapshot's manifest, copied into a fusion checkpoint folder by ``graphrec fuse``."""
 
 
 @dataclass
@@ -40,6 +43,72 @@ def _checkpoint_dataset(p: Path) -> str | None:
         return json.loads(meta.read_text(encoding="utf-8")).get("dataset")
     except (OSError, ValueError):
         return None
+
+
+def _fusion_snapshot_hash(p: Path) -> str | None:
+    """The snapshot hash a fusion checkpoint records (``meta.metrics.snapshot_hash``), without its model."""
+    f = p / "fusion.pt" if p.is_dir() else p
+    if f.name != "fusion.pt" or not f.is_file():
+        return None
+    try:
+        import torch
+
+        meta = torch.load(f, map_location="cpu", weights_only=False).get("meta") or {}
+    except Exception:  # noqa: BLE001 - unreadable: load_embeddings reports it
+        return None
+    h = (meta.get("metrics") or {}).get("snapshot_hash")
+    return str(h) if h else None
+
+
+def checkpoint_dataset(checkpoint: Path, snapshots_dir: Path | None = None) -> tuple[str | None, str]:
+    """The dataset a checkpoint was trained on, from its training snapshot's manifest, and where that came from.
+
+    Looked up in order: ``meta.json`` (LightGCN checkpoints record the snapshot's dataset), the
+    snapshot manifest copied next to a fusion checkpoint (:data:`SNAPSHOT_MANIFEST`), and the snapshot
+    under ``snapshots_dir`` whose manifest has the content hash the checkpoint records. ``(None, why)``
+    when none of them names one.
+    """
+    p = checkpoint.expanduser()
+    folder = p if p.is_dir() else p.parent
+    ds = _checkpoint_dataset(folder)
+    if ds:
+        return ds, f"{folder / 'meta.json'}"
+    manifest = folder / SNAPSHOT_MANIFEST
+    if manifest.is_file():
+        try:
+            ds = json.loads(manifest.read_text(encoding="utf-8")).get("dataset")
+        except (OSError, ValueError):
+            ds = None
+        if ds:
+            return str(ds), str(manifest)
+    digest = _fusion_snapshot_hash(p)
+    if digest and snapshots_dir is not None and snapshots_dir.is_dir():
+        for m in sorted(snapshots_dir.glob("*/manifest.json")):
+            try:
+                data = json.loads(m.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if data.get("hash") == digest and data.get("dataset"):
+                return str(data["dataset"]), str(m)
+    return None, "the checkpoint records no dataset and no known snapshot"
+
+
+def resolve_dataset(checkpoint: Path, explicit: str | None, default: str, snapshots_dir: Path | None = None) -> tuple[str, str]:
+    """The dataset to publish ``checkpoint`` onto: the one its snapshot names; ``explicit`` must agree.
+
+    Returns:
+        ``(dataset, where it came from)``.
+
+    Raises:
+        DatasetMismatchError: ``explicit`` differs from the checkpoint's dataset.
+    """
+    found, source = checkpoint_dataset(checkpoint, snapshots_dir)
+    if found is not None and explicit is not None and explicit != found:
+        raise DatasetMismatchError(f"checkpoint {checkpoint} was trained on dataset {found!r} (from {source}), not {explicit!r}; "
+                                   f"publish it with --dataset {found} or train a model on {explicit!r}")
+    if found is not None:
+        return found, source
+    return (explicit, "--dataset") if explicit is not None else (default, f"GRAPHREC_DATASET ({source})")
 
 
 def latest_checkpoint(models_dir: Path, dataset: str | None = None) -> Path:
@@ -121,10 +190,13 @@ def load_score_fusion(checkpoint: Path, emb: LoadedEmbeddings) -> Any:
 
 def publish_checkpoint(
     driver: Any, checkpoint: Path, dataset: str, *, database: str, settings: Any, text_vectors: bool = True, score_fusion: bool = True,
-    progress: Any = None, serving_list_size: int | None = None,
+    progress: Any = None, serving_list_size: int | None = None, min_coverage: float | None = None,
 ) -> Any:
     """Publish ``checkpoint`` through an open driver: embeddings, cold items, text vectors and, for a
-    fusion checkpoint, the score-level fusion serving tables. Returns the :class:`graph.embeddings.PublishReport`."""
+    fusion checkpoint, the score-level fusion serving tables. Returns the :class:`graph.embeddings.PublishReport`.
+
+    ``min_coverage``: refuse (:class:`~graphrec.errors.CoverageTooLowError`, before writing) a model whose
+    items cover less than this share of the active generation's items."""
     from graph.embeddings import publish
     from graph.serving_lists import DEFAULT_LIST_SIZE
 
@@ -134,12 +206,14 @@ def publish_checkpoint(
     fusion = load_score_fusion(checkpoint.expanduser(), emb) if score_fusion and text is not None else None
     return publish(driver, emb, dataset, database=database, checkpoint=str(checkpoint.expanduser().absolute()),
                    cold_item_vectors=cold, text_vectors=text, score_fusion=fusion, progress=progress,
-                   serving_list_size=DEFAULT_LIST_SIZE if serving_list_size is None else serving_list_size)
+                   serving_list_size=DEFAULT_LIST_SIZE if serving_list_size is None else serving_list_size,
+                   min_coverage=min_coverage)
 
 
 def run_publish(checkpoint: Path, dataset: str, text_vectors: bool = True, quiet: bool = False, score_fusion: bool = True,
-                serving_list_size: int | None = None) -> dict[str, Any]:
-    """Publish ``checkpoint`` into the dataset's graph (the library call behind the command)."""
+                serving_list_size: int | None = None, min_coverage: float | None = None) -> dict[str, Any]:
+    """Publish ``checkpoint`` into the dataset's graph (the library call behind the command); ``min_coverage``
+    defaults to GRAPHREC_MIN_COVERAGE."""
     from tqdm import tqdm
 
     from api.cli.common import open_graph
@@ -149,7 +223,8 @@ def run_publish(checkpoint: Path, dataset: str, text_vectors: bool = True, quiet
     with open_graph(settings) as driver, tqdm(desc="publish", unit="row", disable=quiet) as bar:
         report = publish_checkpoint(driver, checkpoint, dataset, database=driver_db(settings), settings=settings,
                                     text_vectors=text_vectors, score_fusion=score_fusion, progress=bar.update,
-                                    serving_list_size=serving_list_size)
+                                    serving_list_size=serving_list_size,
+                                    min_coverage=settings.min_coverage if min_coverage is None else min_coverage)
         from graph.co_likes import build_co_likes  # explanations' materialised co-likes of the new model (latency)
 
         co_likes = build_co_likes(driver, dataset, tag=report.model.tag, database=driver_db(settings), progress=bar.update)
@@ -209,7 +284,8 @@ def register(app: typer.Typer) -> None:
     def publish_cmd(
         checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="Checkpoint (LightGCN, fusion folder/fusion.pt, or .npz)."),
         latest: bool = typer.Option(False, "--latest", help="Publish the newest checkpoint under GRAPHREC_HOME/models."),
-        dataset: str | None = typer.Option(None, "--dataset", help="Dataset (default: GRAPHREC_DATASET)."),
+        dataset: str | None = typer.Option(None, "--dataset", help="Dataset (default: the one the checkpoint's training "
+                                            "snapshot names, else GRAPHREC_DATASET); a different one is refused."),
         text_vectors: bool = typer.Option(True, "--text-vectors/--no-text-vectors", help="Store text vectors for semantic explanations "
                                           "(and score fusion's content part)."),
         score_fusion: bool = typer.Option(True, "--score-fusion/--no-score-fusion", help="Fusion checkpoints: also publish the "
@@ -217,6 +293,9 @@ def register(app: typer.Typer) -> None:
         serving_list_size: int = typer.Option(200, "--serving-list-size", min=0, help="Store every user's best N unseen items under "
                                               "the served ranking; requests filter that list instead of searching the indexes "
                                               "(exact; falls back to the search when filters leave fewer than k). 0: no lists."),
+        min_coverage: float | None = typer.Option(None, "--min-coverage", min=0.0, max=1.0, help="Refuse a model whose item ids "
+                                                  "cover less than this share of the active generation's items (default: "
+                                                  "GRAPHREC_MIN_COVERAGE, 0.5; 0 turns the check off)."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Write embeddings + a cosine vector index into Neo4j and switch the active model atomically."""
@@ -226,8 +305,11 @@ def register(app: typer.Typer) -> None:
         if checkpoint is None and not latest:
             raise ConfigError("give --checkpoint PATH or --latest")
         path = checkpoint if checkpoint is not None else latest_checkpoint(settings.models_dir, dataset or settings.dataset)
-        report = run_publish(path, dataset or settings.dataset, text_vectors=text_vectors, quiet=as_json, score_fusion=score_fusion,
-                             serving_list_size=serving_list_size)
+        target, source = resolve_dataset(path, dataset, settings.dataset, settings.snapshots_dir)
+        if not as_json:
+            typer.echo(f"dataset {target} (from {source})", err=True)
+        report = run_publish(path, target, text_vectors=text_vectors, quiet=as_json, score_fusion=score_fusion,
+                             serving_list_size=serving_list_size, min_coverage=min_coverage)
         if as_json:
             typer.echo(json.dumps(report, indent=2))
             return
