@@ -79,6 +79,14 @@ class QueryError(Neo4jError):
     http_status = 500
 
 
+class WriteConflictError(Neo4jError):
+    """A write kept failing on transient conflicts with concurrent writes (lock waits, deadlocks) after
+    its bounded retries. Nothing of it was written; the same request is safe to send again later."""
+
+    exit_code = 12
+    http_status = 503
+
+
 class DataError(GraphrecError):
     """Input data is unreadable or invalid."""
 
@@ -139,3 +147,18 @@ class ModelNotReadyError(ModelError):
 
 class TextModelError(ModelError):
     """The text encoder could not be loaded (for example a hub name with no hub configured)."""
+
+
+class PublishRefusedError(ModelError):
+    """``graphrec publish`` refused a model that does not belong to the target dataset's active graph."""
+
+    exit_code = 11
+    http_status = 409
+
+
+class DatasetMismatchError(PublishRefusedError):
+    """The checkpoint was trained on another dataset than the one it would be published onto."""
+
+
+class CoverageTooLowError(PublishRefusedError):
+    """The model's item vocabulary covers too little of the active generation's items."""

@@ -117,5 +117,9 @@ def register(app: typer.Typer) -> None:
         settings = get_settings()
         cfg = FuseConfig(encoder=_encoder_config(settings, text_model, device, 128, 128))
         cfg.train = cfg.train.model_copy(update={"epochs": epochs, "device": device or settings.device})
-        _, summary = fit_fusion(_load_snapshot(snapshot, dataset, path), out, cfg, cache_dir=settings.home / "text-cache")
+        snap = _load_snapshot(snapshot, dataset, path)
+        _, summary = fit_fusion(snap, out, cfg, cache_dir=settings.home / "text-cache")
+        from api.cli.publish_cmd import SNAPSHOT_MANIFEST  # publish reads the dataset from it
+
+        (out.expanduser() / SNAPSHOT_MANIFEST).write_text(snap.manifest.model_dump_json(indent=2), encoding="utf-8")
         typer.echo(json.dumps(summary, indent=2, default=str))

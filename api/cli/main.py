@@ -27,10 +27,12 @@ COMMAND_MODULES: tuple[str, ...] = (
     "api.cli.evaluate_cmd",
     "api.cli.encode_cmd",
     "api.cli.publish_cmd",
+    "api.cli.refit_cmd",
     "api.cli.serve_cmd",
     "api.cli.recommend_cmd",
     "api.cli.bench_cmd",
     "api.cli.demo_cmd",
+    "api.cli.forget_cmd",
 )
 
 _VERBOSITY = {"level": 0}
