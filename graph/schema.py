@@ -1,5 +1,7 @@
 """The property-graph model of graphrec and its schema (constraints and indexes).
 
+Labels, relationship types and attribute kinds come from :mod:`graphrec.vocabulary` (re-exported here).
+
 Several datasets live side by side in one database. Every data node carries ``dataset`` (str)
 and ``gen`` (int, the load generation); ``(:Dataset {name, gen})`` names the *active* generation
 (see :mod:`graph.datasets`)::
@@ -27,34 +29,28 @@ import neo4j
 from pydantic import BaseModel
 
 from graph.connection import read, write
+from graphrec.vocabulary import (  # re-exported: the vocabulary is defined once, in graphrec.vocabulary
+    ACTIVE_MODEL,
+    ATTRIBUTE_LABELS,
+    ATTRIBUTE_RELS,
+    CO_LIKED,
+    DATA_LABELS,
+    DATASET,
+    INTERACTED,
+    ITEM,
+    MODEL_RELS,
+    NEIGHBOUR,
+    NODE_LABELS,
+    REL_TYPES,
+    TAGGED,
+    USER,
+)
 
-USER = "User"
-ITEM = "Item"
-DATASET = "Dataset"
-
-ATTRIBUTE_LABELS: dict[str, str] = {"genres": "Genre", "tags": "Tag", "categories": "Category", "brands": "Brand"}
-"""Item attribute column -> attribute node label."""
-
-ATTRIBUTE_RELS: dict[str, str] = {"genres": "HAS_GENRE", "tags": "HAS_TAG", "categories": "IN_CATEGORY", "brands": "HAS_BRAND"}
-"""Item attribute column -> relationship type from the item to the attribute node."""
-
-NODE_LABELS: tuple[str, ...] = (DATASET, USER, ITEM, *ATTRIBUTE_LABELS.values())
-"""Every node label graphrec writes (the allow-list for label names pasted into Cypher)."""
-
-DATA_LABELS: tuple[str, ...] = (USER, ITEM, *ATTRIBUTE_LABELS.values())
-"""Labels of nodes that belong to a dataset generation."""
-
-INTERACTED = "INTERACTED"
-TAGGED = "TAGGED"
-REL_TYPES: tuple[str, ...] = (INTERACTED, TAGGED, *ATTRIBUTE_RELS.values())
-"""Every relationship type graphrec writes at load time."""
-
-NEIGHBOUR = "NEIGHBOUR"
-MODEL_RELS: tuple[str, ...] = (NEIGHBOUR,)
-"""Relationship types a published model writes between items of a generation, each carrying the
-publication's ``tag`` (``(:Item)-[:NEIGHBOUR {tag, w}]->(:Item)``: the live model's item-item
-weights, see :mod:`gnn.live`). A reload copies those of the active model between items kept in the
-new generation."""
+__all__ = [
+    "ACTIVE_MODEL", "ATTRIBUTE_LABELS", "ATTRIBUTE_RELS", "CO_LIKED", "DATASET", "DATA_LABELS", "INTERACTED", "ITEM",
+    "MODEL_RELS", "NEIGHBOUR", "NODE_LABELS", "REL_TYPES", "TAGGED", "USER", "SchemaObject", "SchemaReport",
+    "check_label", "check_rel_type", "describe_schema", "ensure_schema", "key_property", "schema_statements",
+]
 
 _KEY = {USER: "id", ITEM: "id", **{label: "name" for label in ATTRIBUTE_LABELS.values()}}
 

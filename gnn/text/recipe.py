@@ -18,16 +18,19 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from graphrec.errors import InvalidArgumentError
+from graphrec.vocabulary import ATTRIBUTE_COLUMNS
 
 TextField = Literal["title", "text", "genres", "tags", "categories", "brands"]
-_LIST_FIELDS = ("genres", "tags", "categories", "brands")
+"""``title``, ``text`` and the attribute columns of :data:`graphrec.vocabulary.ATTRIBUTE_COLUMNS`, spelled out
+for the type checker (a unit test keeps the two equal)."""
+_LIST_FIELDS = ATTRIBUTE_COLUMNS
 
 
 class TextRecipe(BaseModel):
     """Which item columns make up the item text, in which order and with which separators."""
 
     fields: list[TextField] = Field(
-        default_factory=lambda: ["title", "text", "genres", "tags", "categories", "brands"],
+        default_factory=lambda: ["title", "text", *ATTRIBUTE_COLUMNS],
         description="Item columns used, in this order. Empty or missing columns are skipped.",
     )
     labels: dict[str, str] = Field(
