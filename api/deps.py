@@ -210,6 +210,24 @@ class GraphState:
             log.exception("the text model could not be loaded")
             self.text_model, self.text_model_detail = "failed", f"{type(e).__name__}: the text model could not be loaded (see the server log)"
 
+    def forget_user(self, user_id: str) -> None:
+        """Drop what this process holds about ``user_id`` after an erasure.
+
+        Per-user data is read from Neo4j on every request (vectors, serving lists, history); the only
+        per-user data held here is the loaded checkpoint's fitted user vectors (cold start never looks a
+        user up by id, but they stay in memory): the user's row is zeroed and its id forgotten.
+        """
+        cached = self._coldstart
+        cs = cached[1] if cached is not None else None
+        meta = getattr(cs, "meta", None)
+        ids = getattr(meta, "user_ids", None)
+        if cs is None or not ids or user_id not in ids:
+            return
+        row = ids.index(user_id)
+        if row < len(cs.user_embeddings):
+            cs.user_embeddings[row] = 0.0
+        ids[row] = ""
+
     def close(self) -> None:
         """Close the driver (and stop waiting for the text model)."""
         self._stopping.set()

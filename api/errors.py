@@ -36,6 +36,7 @@ from graphrec.errors import (
     QueryError,
     UnknownItemError,
     UnknownUserError,
+    WriteConflictError,
 )
 
 log = logging.getLogger("api.errors")
@@ -75,6 +76,7 @@ _CODES: tuple[tuple[type[BaseException], str], ...] = (
     (InvalidBodyError, "invalid_body"),
     (Neo4jUnavailableError, "neo4j_unavailable"),
     (Neo4jAuthError, "neo4j_unavailable"),
+    (WriteConflictError, "write_conflict"),
     (QueryError, "database_error"),
     (Neo4jError, "database_error"),
     (ModelNotReadyError, "model_not_ready"),
@@ -87,6 +89,8 @@ _CODES: tuple[tuple[type[BaseException], str], ...] = (
 _PUBLIC_MESSAGES: dict[str, str] = {
     "neo4j_unavailable": "the database is not reachable right now; retry later",
     "database_error": "the database could not answer this request",
+    "database_busy": "the database is busy (a conflicting write); retry",
+    "write_conflict": "the write conflicted with concurrent writes and was not applied; send it again",
     "model_error": "the model could not answer this request",
     "load_failed": "the batch load failed",
     "server_misconfigured": "the server is misconfigured",
@@ -117,6 +121,8 @@ def describe(exc: BaseException) -> tuple[int, str, str]:
             exc = mapped
     if not isinstance(exc, GraphrecError):
         return 500, "internal_error", _PUBLIC_MESSAGES["internal_error"]
+    if isinstance(exc, QueryError) and _retryable(exc):  # deadlock, lock timeout, leader switch: the client may retry
+        return 503, "database_busy", _PUBLIC_MESSAGES["database_busy"]
     status = int(exc.http_status)
     code = next((c for cls, c in _CODES if isinstance(exc, cls)), None)
     if code is None:
@@ -126,6 +132,16 @@ def describe(exc: BaseException) -> tuple[int, str, str]:
     else:
         message = _PUBLIC_MESSAGES.get(code, _PUBLIC_MESSAGES["internal_error"])
     return status, code, message
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Whether the driver error under ``exc`` says the same request may succeed when retried."""
+    cause = exc.__cause__
+    check = getattr(cause, "is_retryable", None)
+    try:
+        return bool(check()) if callable(check) else False
+    except Exception:  # noqa: BLE001 - a driver without the method: not retryable
+        return False
 
 
 def request_id_of(scope: Scope) -> str:

@@ -2,8 +2,10 @@
 
 The API process never loads data or trains itself: a job is a list of ``graphrec ...`` command
 lines run one after the other in a worker thread (``python -m api.cli.main ...`` with the API's
-environment); its state, return code and the tail of its output are kept in memory. One job runs
-at a time; more are queued.
+environment). Its state, progress (finished steps / steps), commands, the tail of its output and
+its result live in a job store: :class:`graph.jobs_store.JobStore` (``(:Job)`` nodes in Neo4j) in
+the API, so jobs outlive the process, and a job a dead process left running shows as
+``interrupted``. One job runs at a time; more are queued.
 """
 
 from __future__ import annotations
@@ -15,20 +17,22 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
+from graph.jobs_store import JobRecord
 from graphrec.clock import utc_now_iso
-from graphrec.errors import InvalidArgumentError, NotFoundError
+from graphrec.errors import GraphrecError, InvalidArgumentError, NotFoundError
 
 log = logging.getLogger(__name__)
 
-JobState = Literal["queued", "running", "succeeded", "failed"]
 _ARG_RE = re.compile(r"^[A-Za-z0-9_.,:=/@+-]{1,300}$")
 LOG_LINES = 60
+FLUSH_S = 1.0
+"""A running job's output reaches the store at most this often (and at every step's end)."""
 
 
 def check_args(args: list[str]) -> list[str]:
@@ -39,72 +43,104 @@ def check_args(args: list[str]) -> list[str]:
     return args
 
 
-@dataclass
-class Job:
-    """One background job: ``steps`` are ``graphrec`` argument lists, or callables producing one lazily."""
-
-    id: str
-    kind: Literal["reload", "train"]
-    steps: list[list[str] | Callable[[], list[str] | None]]
-    state: JobState = "queued"
-    commands: list[list[str]] = field(default_factory=list)
-    created_at: str = field(default_factory=utc_now_iso)
-    started_at: str | None = None
-    finished_at: str | None = None
-    returncode: int | None = None
-    log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_LINES))
-
-    def as_dict(self) -> dict[str, object]:
-        """JSON-able view (for :class:`api.schemas.JobOut`)."""
-        return {"id": self.id, "kind": self.kind, "state": self.state, "commands": self.commands, "created_at": self.created_at,
-                "started_at": self.started_at, "finished_at": self.finished_at, "returncode": self.returncode,
-                "log_tail": "\n".join(self.log)}
+Step = list[str] | Callable[[], list[str] | None]
 
 
-class JobRunner:
-    """Runs jobs one at a time in a daemon thread.
+class Store(Protocol):
+    """Where job records live (:class:`graph.jobs_store.JobStore` or :class:`MemoryJobStore`)."""
 
-    Args:
-        env (dict, optional): Environment of the subprocesses (default: this process's).
-        python (str, optional): Interpreter (default: ``sys.executable``).
-    """
+    def save(self, job: JobRecord) -> None: ...  # noqa: D102
+    def get(self, job_id: str, owner: str | None = None) -> JobRecord: ...  # noqa: D102
+    def list(self, owner: str | None = None, state: str | None = None, limit: int = 50) -> list[JobRecord]: ...  # noqa: D102
+    def interrupt_stale(self, owner: str, now_iso: str) -> list[str]: ...  # noqa: D102
 
-    def __init__(self, env: dict[str, str] | None = None, python: str | None = None) -> None:
-        self.env = dict(env if env is not None else os.environ)
-        self.python = python or sys.executable
-        self.jobs: dict[str, Job] = {}
-        self._queue: queue.Queue[Job | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._current: subprocess.Popen[str] | None = None
-        self._stopping = False
 
-    def submit(self, kind: Literal["reload", "train"], steps: list[list[str] | Callable[[], list[str] | None]]) -> Job:
-        """Queue a job and return it."""
-        job = Job(id=uuid.uuid4().hex[:12], kind=kind, steps=steps)
-        self.jobs[job.id] = job
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._worker, name="graphrec-jobs", daemon=True)
-            self._thread.start()
-        self._queue.put(job)
-        return job
+class MemoryJobStore:
+    """A job store in this process's memory (for tools and tests without Neo4j)."""
 
-    def get(self, job_id: str) -> Job:
-        """The job ``job_id`` (raises :class:`NotFoundError`)."""
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobRecord] = {}
+
+    def save(self, job: JobRecord) -> None:
+        """Keep a copy."""
+        self.jobs[job.id] = job.model_copy(deep=True)
+
+    def get(self, job_id: str, owner: str | None = None) -> JobRecord:
+        """The job (raises :class:`NotFoundError`)."""
         try:
             return self.jobs[job_id]
         except KeyError:
             raise NotFoundError(f"unknown job {job_id!r}") from None
 
-    def wait(self, job_id: str, timeout: float | None = None) -> Job:
-        """Block until the job finished (tests and CLI use)."""
-        import time
+    def list(self, owner: str | None = None, state: str | None = None, limit: int = 50) -> list[JobRecord]:
+        """Newest first."""
+        jobs = sorted(self.jobs.values(), key=lambda j: j.created_at, reverse=True)
+        return [j for j in jobs if state is None or j.state == state][:limit]
 
+    def interrupt_stale(self, owner: str, now_iso: str) -> list[str]:
+        """Nothing outlives the process here."""
+        return []
+
+
+class JobRunner:
+    """Runs jobs one at a time in a daemon thread; every change is saved to ``store``.
+
+    Args:
+        store (Store, optional): Where the job records live (default: :class:`MemoryJobStore`).
+        env (dict, optional): Environment of the subprocesses (default: this process's).
+        python (str, optional): Interpreter (default: ``sys.executable``).
+    """
+
+    def __init__(self, store: Store | None = None, env: dict[str, str] | None = None, python: str | None = None) -> None:
+        self.store: Store = store if store is not None else MemoryJobStore()
+        self.owner = uuid.uuid4().hex
+        self.env = dict(env if env is not None else os.environ)
+        self.python = python or sys.executable
+        self._queue: queue.Queue[tuple[JobRecord, list[Step]] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._current: subprocess.Popen[str] | None = None
+        self._stopping = False
+
+    def recover(self) -> list[str]:
+        """Mark the jobs a dead API process left queued or running ``interrupted`` (at start-up)."""
+        try:
+            ids = self.store.interrupt_stale(self.owner, utc_now_iso())
+        except GraphrecError as e:
+            log.warning("could not check for interrupted jobs (%s)", e)
+            return []
+        if ids:
+            log.warning("jobs interrupted by the previous API process: %s", ", ".join(ids))
+        return ids
+
+    def submit(self, kind: Literal["reload", "train"], steps: list[Step]) -> JobRecord:
+        """Save a queued job and queue it (raises the store's errors, e.g. 503 while Neo4j is down)."""
+        now = utc_now_iso()
+        job = JobRecord(id=uuid.uuid4().hex[:12], kind=kind, steps=len(steps), created_at=now, updated_at=now,
+                        heartbeat=time.time(), owner=self.owner)
+        self.store.save(job)
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._worker, name="graphrec-jobs", daemon=True)
+            self._thread.start()
+        self._queue.put((job, steps))
+        return job
+
+    def get(self, job_id: str) -> JobRecord:
+        """The job ``job_id`` (raises :class:`NotFoundError`)."""
+        return self.store.get(job_id, owner=self.owner)
+
+    def list(self, state: str | None = None, limit: int = 50) -> list[JobRecord]:
+        """The newest jobs, newest first."""
+        return self.store.list(owner=self.owner, state=state, limit=limit)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:
+        """Block until the job finished (tests and CLI use)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         job = self.get(job_id)
         while job.state in ("queued", "running"):
             if deadline is not None and time.monotonic() > deadline:
                 break
             time.sleep(0.1)
+            job = self.get(job_id)
         return job
 
     def shutdown(self) -> None:
@@ -116,34 +152,63 @@ class JobRunner:
 
     def _worker(self) -> None:
         while True:
-            job = self._queue.get()
-            if job is None or self._stopping:
+            item = self._queue.get()
+            if item is None or self._stopping:
                 return
-            self._run(job)
+            self._run(*item)
 
-    def _run(self, job: Job) -> None:
+    def _save(self, job: JobRecord) -> None:
+        job.updated_at, job.heartbeat = utc_now_iso(), time.time()
+        try:
+            self.store.save(job)
+        except GraphrecError as e:  # the store is down for a moment: the next save carries everything
+            log.warning("could not save job %s (%s)", job.id, e)
+
+    def _run(self, job: JobRecord, steps: list[Step]) -> None:
         job.state, job.started_at = "running", utc_now_iso()
+        lines: deque[str] = deque(maxlen=LOG_LINES)
+
+        def note(line: str) -> None:
+            lines.append(line)
+            job.messages = list(lines)
+
+        self._save(job)
         rc = 0
         try:
-            for step in job.steps:
+            for n, step in enumerate(steps):
+                job.step = n + 1
                 args = step() if callable(step) else step
                 if args is None:
+                    job.progress = (n + 1) / len(steps)
                     continue
                 cmd = [self.python, "-m", "api.cli.main", *args]
-                job.commands.append(["graphrec", *args])
-                job.log.append("$ graphrec " + " ".join(args))
+                job.commands = [*job.commands, ["graphrec", *args]]
+                note("$ graphrec " + " ".join(args))
+                self._save(job)
                 self._current = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env,
                                                  stdin=subprocess.DEVNULL)
                 assert self._current.stdout is not None
+                last = time.monotonic()
                 for line in self._current.stdout:
-                    job.log.append(line.rstrip()[-500:])
+                    note(line.rstrip()[-500:])
+                    if time.monotonic() - last > FLUSH_S:
+                        self._save(job)
+                        last = time.monotonic()
                 rc = self._current.wait()
                 if rc != 0:
+                    job.error = f"graphrec {args[0]} exited with status {rc}"
                     break
+                job.progress = (n + 1) / len(steps)
         except Exception as e:  # noqa: BLE001 - a job failure must never kill the worker
             log.exception("job %s failed", job.id)
-            job.log.append(f"error: {e}")
+            from api.errors import describe
+
+            job.error = describe(e)[2]  # no driver text: the log has the cause
+            note(f"error: {job.error}")
             rc = rc or 1
         job.returncode = rc
         job.state = "succeeded" if rc == 0 else "failed"
+        if rc == 0:
+            job.progress = 1.0
         job.finished_at = utc_now_iso()
+        self._save(job)

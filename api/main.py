@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -175,9 +175,8 @@ def create_app(settings: Settings | None = None, connection_info: ConnectionInfo
         app.state.graph = state
         if s.preload_text_model:
             state.preload_text_model()  # background thread: text requests answer 503 until it is ready
-        from api.jobs import JobRunner
-
-        app.state.jobs = JobRunner()
+        app.state.jobs = _job_runner(state)
+        await run_in_threadpool(app.state.jobs.recover)  # jobs a dead API process left running: interrupted
         _freeze_startup_heap()
         try:
             yield
@@ -236,6 +235,18 @@ def create_app(settings: Settings | None = None, connection_info: ConnectionInfo
     app.add_middleware(BodySizeLimit, max_bytes=max_bytes or get_settings().max_body_bytes)
     app.add_middleware(RequestContext)  # outermost: every answer, 413 and 500 included, carries the request id
     return app
+
+
+def _job_runner(state: GraphState) -> Any:
+    """The admin job runner, with its jobs kept in Neo4j (``(:Job)`` nodes)."""
+    from api.jobs import JobRunner
+    from graph.jobs_store import JobStore
+
+    try:
+        database = state.database
+    except GraphrecError:
+        database = state.settings.neo4j_database
+    return JobRunner(store=JobStore(lambda: state.driver, database))
 
 
 def _freeze_startup_heap() -> None:

@@ -98,13 +98,20 @@ class HealthOut(BaseModel):
 
     model_config = ConfigDict(protected_namespaces=())
 
-    status: Literal["ok", "degraded"]
+    status: Literal["ok", "degraded", "down"] = Field(description="ok: the active model serves the active generation; degraded: "
+                                                      "answers may fail or miss items (see reason); down: Neo4j is unreachable (503).")
     neo4j: Literal["ok", "unreachable"]
     dataset: str
     model_version: str | None = None
     model_tag: str | None = None
     published_at: str | None = None
     detail: str | None = None
+    reason: str | None = Field(None, description="Why the status is not ok (no model published, model does not cover the active "
+                                                 "generation, Neo4j unreachable).")
+    generation: int | None = Field(None, description="Active load generation of the dataset.")
+    model_generation: int | None = Field(None, description="Generation the active model's vectors are on.")
+    coverage: float | None = Field(None, description="Share of the active generation's items with a vector of the active model.")
+    reloading: bool | None = Field(None, description="A load of the dataset is running.")
     text_model: Literal["loading", "ready", "none", "failed"] = Field(
         "none", description="The active model's text model (free-text cold start): `loading` (text requests answer 503), "
                             "`ready`, `none` (the model has none) or `failed` (see text_model_detail).")
@@ -119,7 +126,12 @@ class ReloadIn(BaseModel):
     source: Literal["movielens", "lightgcn", "csv"] = "movielens"
     path: str | None = Field(None, max_length=1000, description="Data folder (default: the bundled data for movielens).")
     mode: Literal["upsert", "replace"] = "upsert"
-    republish: bool = Field(True, description="Publish the active model's checkpoint again afterwards (embeds new items from text).")
+    republish: bool = Field(True, description="upsert: publish the active model's checkpoint again afterwards (embeds new items "
+                                              "from text). A replace carries the active model into the new graph instead.")
+    drop_feedback: bool = Field(False, description="replace: drop the interactions written through the API instead of carrying "
+                                                   "them into the new graph.")
+    refit: bool = Field(True, description="replace: afterwards fit and publish the default model on the new graph (further "
+                                          "steps of the same job; the carried model serves until it switches).")
 
 
 class TrainIn(BaseModel):
@@ -133,17 +145,61 @@ class TrainIn(BaseModel):
 
 
 class JobOut(BaseModel):
-    """A background admin job."""
+    """A background admin job (kept in Neo4j: it outlives the API process)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "5c1e0a9b2f44", "kind": "reload", "state": "running", "progress": 0.5, "step": 2, "steps": 2,
+        "commands": [["graphrec", "load", "movielens", "--mode", "replace"], ["graphrec", "publish", "--checkpoint", "...", "--dataset", "movielens"]],
+        "messages": ["$ graphrec load movielens --mode replace", "loaded 100836 interactions"], "log_tail": "...",
+        "created_at": "2026-12-07T03:00:00Z", "started_at": "2026-12-07T03:00:01Z", "finished_at": None,
+        "updated_at": "2026-12-07T03:00:40Z", "returncode": None, "error": None}]})
 
     id: str
     kind: Literal["reload", "train"]
-    state: Literal["queued", "running", "succeeded", "failed"]
+    state: Literal["queued", "running", "succeeded", "failed", "interrupted"] = Field(
+        description="`interrupted`: the API process running it stopped before it finished.")
+    progress: float = Field(0.0, ge=0.0, le=1.0, description="Finished steps / steps.")
+    step: int = Field(0, description="The step running now (1-based; 0 before the first).")
+    steps: int = 0
     commands: list[list[str]]
+    messages: list[str] = Field(default_factory=list, description="The last lines of the job's output.")
     created_at: str
     started_at: str | None = None
     finished_at: str | None = None
+    updated_at: str | None = None
     returncode: int | None = None
-    log_tail: str = ""
+    error: str | None = None
+    log_tail: str = Field("", description="`messages` joined with newlines.")
+
+    @classmethod
+    def of(cls, job: Any) -> JobOut:
+        """From a :class:`graph.jobs_store.JobRecord`."""
+        data = job.model_dump(include=set(cls.model_fields) - {"log_tail"})
+        return cls(**data, log_tail="\n".join(job.messages))
+
+
+class JobListOut(BaseModel):
+    """Admin jobs, newest first."""
+
+    jobs: list[JobOut]
+
+
+class ErasureOut(BaseModel):
+    """What an erasure removed."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "dataset": "movielens", "user_id": "42", "generations": [3], "interactions": 120, "tags": 0,
+        "co_like_pairs_reweighted": 5311, "co_like_pairs_removed": 12, "witness_lists": 40, "tag_counts": 0}]})
+
+    dataset: str
+    user_id: str
+    generations: list[int] = Field(description="Generations of the dataset the user was removed from.")
+    interactions: int = Field(description="Interactions (loaded and feedback) deleted.")
+    tags: int = Field(description="Tag applications deleted.")
+    co_like_pairs_reweighted: int
+    co_like_pairs_removed: int
+    witness_lists: int = Field(description="Co-like witness lists the user was removed from.")
+    tag_counts: int = Field(description="Item-tag links whose count reached 0, deleted.")
 
 
 class ValidationErrorOut(BaseModel):
@@ -197,6 +253,6 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 __all__ = [
-    "COMMON_ERRORS", "ColdStartIn", "ErrorOut", "Explanation", "HealthOut", "InteractionIn", "InteractionOut", "JobOut", "Reason",
+    "COMMON_ERRORS", "ColdStartIn", "ErasureOut", "ErrorOut", "Explanation", "HealthOut", "InteractionIn", "InteractionOut", "JobListOut", "JobOut", "Reason",
     "RecommendationsOut", "RecommendedItemOut", "ReloadIn", "TrainIn", "ValidationErrorOut", "error_response",
 ]

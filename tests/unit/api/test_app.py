@@ -59,7 +59,7 @@ class FakeSession:
 
 @pytest.fixture
 def client() -> Iterator[tuple[TestClient, FakeDriver]]:
-    settings = Settings(admin_token=TOKEN, max_body_bytes=2000, dataset="toy")
+    settings = Settings(admin_token=TOKEN, max_body_bytes=2000, dataset="toy", preload_text_model=False)
     app = create_app(settings, ConnectionInfo("bolt://127.0.0.1:1", "neo4j", "x"), startup_wait_s=0)
     fake = FakeDriver(error=neo4j_exc.ServiceUnavailable("connection refused"))
     with TestClient(app) as c:
@@ -122,12 +122,16 @@ def test_oversized_streamed_body_is_413(client: tuple[TestClient, FakeDriver]) -
 
 @pytest.mark.parametrize("path,body", [("/v1/admin/reload", {}), ("/v1/admin/train", {})])
 def test_admin_requires_token(client: tuple[TestClient, FakeDriver], path: str, body: dict[str, Any]) -> None:
-    c, _ = client
+    c, fake = client
     assert c.post(path, json=body).status_code == 401
     assert c.post(path, json=body, headers={"Authorization": "Bearer nope"}).status_code == 403
     assert c.get("/v1/admin/jobs/x").status_code == 401
+    assert c.get("/v1/admin/jobs").status_code == 401
+    assert c.delete("/v1/admin/users/u1").status_code == 401
+    assert c.delete("/v1/admin/users/u1", headers={"Authorization": "Bearer nope"}).status_code == 403
+    fake.error, fake.records = None, []  # the job store (Neo4j) knows no such job
     r = c.get("/v1/admin/jobs/unknown", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert r.status_code == 404
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
 
 
 def test_admin_disabled_without_configured_token() -> None:
@@ -167,7 +171,9 @@ def test_job_runner_runs_cli_subprocess_and_reports_failure() -> None:
     done = runner.wait(bad.id, 120)
     assert done.state == "failed" and done.returncode != 0
     assert done.commands == [["graphrec", "no-such-command"]]  # stopped at the failing step
-    assert "graphrec" in runner.get(ok.id).as_dict()["log_tail"]
+    assert any("graphrec" in line for line in runner.get(ok.id).messages)
+    assert runner.get(ok.id).progress == 1.0 and done.progress == 0.0 and done.error
+    assert [j.id for j in runner.list()] == [bad.id, ok.id] or {j.id for j in runner.list()} == {ok.id, bad.id}
     with pytest.raises(NotFoundError):
         runner.get("missing")
     runner.shutdown()
