@@ -20,9 +20,7 @@ from graphrec.settings import Settings, get_settings
 from graphrec.errors import ConfigError, GraphrecError, ModelNotReadyError, Neo4jUnavailableError
 
 if TYPE_CHECKING:
-    import neo4j
-
-    from graph.connection import ConnectionInfo
+    from graph.connection import ConnectionInfo, Driver
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +61,7 @@ class GraphState:
         self.settings = settings
         self.dataset = settings.dataset
         self._info = info
-        self._driver: neo4j.Driver | None = None
+        self._driver: Driver | None = None
         self._lock = threading.Lock()
         self._coldstart: tuple[str, Any] | None = None
         self._coldstart_lock = threading.Lock()
@@ -94,7 +92,7 @@ class GraphState:
     def info(self) -> ConnectionInfo:
         """Connection info (resolved lazily: the provisioned server may start after the API)."""
         if self._info is None:
-            from api.cli.common import connection_info
+            from graph.server.locate import connection_info
 
             self._info = connection_info(self.settings)
         return self._info
@@ -105,7 +103,7 @@ class GraphState:
         return self.info.database
 
     @property
-    def driver(self) -> neo4j.Driver:
+    def driver(self) -> Driver:
         """The driver, created on first use."""
         if self._driver is None:
             with self._lock:
@@ -210,24 +208,6 @@ class GraphState:
             log.exception("the text model could not be loaded")
             self.text_model, self.text_model_detail = "failed", f"{type(e).__name__}: the text model could not be loaded (see the server log)"
 
-    def forget_user(self, user_id: str) -> None:
-        """Drop what this process holds about ``user_id`` after an erasure.
-
-        Per-user data is read from Neo4j on every request (vectors, serving lists, history); the only
-        per-user data held here is the loaded checkpoint's fitted user vectors (cold start never looks a
-        user up by id, but they stay in memory): the user's row is zeroed and its id forgotten.
-        """
-        cached = self._coldstart
-        cs = cached[1] if cached is not None else None
-        meta = getattr(cs, "meta", None)
-        ids = getattr(meta, "user_ids", None)
-        if cs is None or not ids or user_id not in ids:
-            return
-        row = ids.index(user_id)
-        if row < len(cs.user_embeddings):
-            cs.user_embeddings[row] = 0.0
-        ids[row] = ""
-
     def close(self) -> None:
         """Close the driver (and stop waiting for the text model)."""
         self._stopping.set()
@@ -244,7 +224,7 @@ async def get_graph(request: Request) -> GraphState:
     return state
 
 
-def get_driver(graph: Annotated[GraphState, Depends(get_graph)]) -> neo4j.Driver:
+def get_driver(graph: Annotated[GraphState, Depends(get_graph)]) -> Driver:
     """The Neo4j driver (503 when the server cannot even be located)."""
     return graph.driver
 
@@ -291,7 +271,7 @@ def check_admin_token(settings: Settings) -> None:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 GraphDep = Annotated[GraphState, Depends(get_graph)]
-DriverDep = Annotated["neo4j.Driver", Depends(get_driver)]
+DriverDep = Annotated["Driver", Depends(get_driver)]
 AdminDep = Depends(require_admin)
 
 __all__ = [

@@ -17,6 +17,9 @@ from neo4j import exceptions as neo4j_exc
 
 from graphrec.errors import Neo4jAuthError, Neo4jUnavailableError, QueryError
 
+Driver = neo4j.Driver
+"""The driver type, for type hints in packages that hold a driver but never import ``neo4j`` (api)."""
+
 
 @dataclass(frozen=True)
 class ConnectionInfo:
