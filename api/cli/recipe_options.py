@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from gnn.data import InteractionData
 
 DATASET = typer.Option("gowalla", help="Dataset name (LightGCN-format files).")
-PATH = typer.Option(Path("/work/shared/datasets/gowalla"), help="Folder with train.txt / test.txt.")
+PATH = typer.Option(..., help="Folder with train.txt / test.txt (LightGCN format; no default: name your copy of the data).")
 RECIPE = typer.Option(
     "paper", help="paper (dim 64, 3 layers, lr 1e-3, L2 1e-4, batch 2048, 1 negative, BPR, user-uniform positives) or default."
 )
