@@ -147,7 +147,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print only the JSON result."),
     ) -> None:
         """p50/p95/p99 of POST /v1/interactions for heavy and light users (writes feedback: use a copy of the graph)."""
-        from api.cli.bench_serve import _free_port, percentiles
+        from benchmarks.serve import _free_port, percentiles
         from api.cli.common import connection_info
         from graphrec.settings import get_settings
         from graph.connection import open_driver, read

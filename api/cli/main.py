@@ -24,16 +24,21 @@ COMMAND_MODULES: tuple[str, ...] = (
     "api.cli.stats_cmd",
     "api.cli.snapshot_cmd",
     "api.cli.train_cmd",
+    "api.cli.live_cmd",
     "api.cli.evaluate_cmd",
     "api.cli.encode_cmd",
     "api.cli.publish_cmd",
     "api.cli.refit_cmd",
     "api.cli.serve_cmd",
     "api.cli.recommend_cmd",
-    "api.cli.bench_cmd",
     "api.cli.demo_cmd",
     "api.cli.forget_cmd",
 )
+
+PLUGIN_GROUP = "graphrec.cli"
+"""Entry-point group of command groups that live outside the product packages: each entry is a
+``register(app)`` function. A source checkout registers ``benchmarks.cli:register`` (``graphrec bench``);
+an installation without that package has no such command."""
 
 _VERBOSITY = {"level": 0}
 
@@ -68,7 +73,22 @@ def build_app() -> typer.Typer:
                 continue
             raise
         module.register(app)
+    _register_plugins(app)
     return app
+
+
+def _register_plugins(app: typer.Typer) -> None:
+    """Let every installed :data:`PLUGIN_GROUP` entry point add its commands (a missing plugin package is skipped)."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            register = ep.load()
+        except ModuleNotFoundError as e:
+            if e.name and ep.module.split(".")[0] == e.name.split(".")[0]:  # the plugin's package is not installed
+                continue
+            raise
+        register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import graph.connection
 from api.cli import common
-from api.cli.bench_cmd import build_bench_app
+from benchmarks.cli import build_bench_app
 from graphrec.settings import Settings, get_settings
 from graph.server import Neo4jServer, server
 from graphrec.errors import Neo4jAuthError, Neo4jUnavailableError

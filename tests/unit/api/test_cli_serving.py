@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.cli.bench_serve import percentiles, run_load
+from benchmarks.serve import percentiles, run_load
 from api.cli.demo_cmd import browser_queries
 from api.cli.publish_cmd import latest_checkpoint, load_embeddings
 from graphrec.errors import ConfigError

@@ -10,7 +10,7 @@ from graphrec.snapshot import Snapshot, SplitSpec, make_snapshot
 from gnn.config import TrainConfig
 from gnn.fusion.experiment import BenchConfig, prepare, run_fusion_bench
 from gnn.fusion.coldstart import HeadConfig
-from api.cli.bench_fusion import format_table
+from benchmarks.fusion import format_table
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,9 @@
-"""``graphrec bench ...``: benchmarks, i.e. commands that print numbers (never timed assertions).
+"""``graphrec bench ...``: the benchmark command group, a plugin of the ``graphrec`` command.
 
-This module creates the shared ``bench`` sub-app; each topic module ``api/cli/bench_<topic>.py``
-(load, train, step, fusion, serve, feedback), when present, adds its commands with ``register_bench(bench_app)``.
+``pyproject.toml`` registers :func:`register` in the entry point group ``graphrec.cli``; the product CLI
+(:mod:`api.cli.main`) loads that group, so it never imports ``benchmarks`` by name. Each topic module
+(``benchmarks/<topic>.py``, or a ``bench_<topic>`` module of ``api.cli`` not moved here yet) adds its
+commands with ``register_bench(bench_app)``.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ log = logging.getLogger(__name__)
 
 #: Topic modules that contribute ``bench`` commands, in --help order.
 BENCH_MODULES: tuple[str, ...] = (
-    "api.cli.bench_load",
+    "benchmarks.load",
     "api.cli.bench_train",
     "api.cli.bench_step",
-    "api.cli.bench_fusion",
-    "api.cli.bench_serve",
+    "benchmarks.fusion",
+    "benchmarks.serve",
     "api.cli.bench_feedback",
 )
 
