@@ -1,7 +1,7 @@
 """``graphrec refit``: fit the default model on the dataset's active graph and publish it (switches atomically).
 
 A ``replace`` reload keeps the active model serving (its vectors are carried into the new generation);
-the refit then trains on the new data. :func:`default_refit_steps` is the one place that says what
+the refit then trains on the new data. :func:`api.refit.default_refit_steps` is the one place that says what
 "the default model" is; the admin reload job and ``graphrec load ... --mode replace`` both run it.
 """
 
@@ -11,46 +11,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from api.refit import default_refit_steps
 from graphrec.errors import ConfigError
-
-Step = list[str] | Callable[[], list[str] | None]
-
-
-def default_refit_steps(dataset: str, settings: Any, epochs: int | None = None) -> list[Step]:
-    """The graphrec commands that fit and publish the default model of ``dataset``.
-
-    Today: export a snapshot from the active graph (per-user temporal split, 10 % validation),
-    train the fused model (``graphrec fuse``; ``graphrec train`` where fusion is not installed), publish
-    the checkpoint (the publish refuses it if it does not cover the graph).
-
-    Args:
-        dataset: Dataset name.
-        settings: :class:`graphrec.settings.Settings` (folders).
-        epochs: Training epochs (default: the trainer's).
-    """
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    snap = str(settings.snapshots_dir / f"refit-{dataset}-{stamp}")
-    out = str(settings.models_dir / f"refit-{dataset}-{stamp}")
-    ep = ["--epochs", str(epochs)] if epochs else []
-
-    def trainer() -> list[str]:
-        from api.cli.demo_cmd import _available
-
-        command = "fuse" if _available("fuse") is not None else "train"
-        return [command, "--snapshot", snap, "--dataset", dataset, "--out", out, *ep]
-
-    return [
-        ["snapshot", "export", "--dataset", dataset, "--split", "per_user_temporal", "--param", "test_fraction=0.2",
-         "--param", "val_fraction=0.1", "--out", snap],
-        trainer,
-        ["publish", "--checkpoint", out, "--dataset", dataset],
-    ]
 
 
 def _command(args: list[str]) -> list[str]:
@@ -58,15 +25,12 @@ def _command(args: list[str]) -> list[str]:
 
 
 def run_refit(dataset: str, settings: Any, epochs: int | None = None) -> None:
-    """Run :func:`default_refit_steps` one after the other in subprocesses; stop at the first failure.
+    """Run :func:`api.refit.default_refit_steps` one after the other in subprocesses; stop at the first failure.
 
     Raises:
         ConfigError: A step failed (its exit status in the message).
     """
-    for step in default_refit_steps(dataset, settings, epochs):
-        args = step() if callable(step) else step
-        if args is None:
-            continue
+    for args in default_refit_steps(dataset, settings, epochs):
         typer.echo(f"$ graphrec {' '.join(args)}", err=True)
         rc = subprocess.run(_command(args), check=False, stdin=subprocess.DEVNULL).returncode
         if rc != 0:

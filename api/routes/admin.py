@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request, status
 
 from api.deps import AdminDep, GraphDep, GraphState
 from api.jobs import JobRunner, check_args
+from api.refit import default_refit_steps, train_steps
 from api.schemas import ErasureOut, JobListOut, JobOut, ReloadIn, TrainIn, error_response
 from graph.erasure import forget_user
 from graph.embeddings import active_model
@@ -55,7 +56,6 @@ def post_reload(request: Request, graph: GraphDep, body: ReloadIn) -> JobOut:
     steps: list = [check_args(args)]
     if body.mode == "replace":
         if body.refit:
-            from api.cli.refit_cmd import default_refit_steps
             from graphrec.settings import get_settings
 
             steps += default_refit_steps(graph.dataset, get_settings())
@@ -67,8 +67,8 @@ def post_reload(request: Request, graph: GraphDep, body: ReloadIn) -> JobOut:
 
 @router.post("/train", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED, summary="Start a retraining")
 def post_train(request: Request, graph: GraphDep, body: TrainIn) -> JobOut:
-    """Exports a snapshot from the graph, trains the fused model (``graphrec fuse``; ``graphrec train`` when the
-    fusion command is not installed), then publishes the new checkpoint. Everything runs in subprocesses:
+    """Exports a snapshot from the graph, trains the default model (:mod:`api.refit`: ``graphrec fuse``),
+    then publishes the new checkpoint. Everything runs in subprocesses:
     the API process never trains."""
     import time
 
@@ -79,19 +79,7 @@ def post_train(request: Request, graph: GraphDep, body: TrainIn) -> JobOut:
     snap = str(settings.snapshots_dir / f"job-{graph.dataset}-{stamp}")
     out = str(settings.models_dir / f"job-{graph.dataset}-{stamp}")
     extra = check_args(list(body.extra_args))
-    epochs = ["--epochs", str(body.epochs)] if body.epochs else []
-
-    def trainer() -> list[str]:
-        from api.cli.demo_cmd import _available
-
-        if _available("fuse") is not None:
-            return ["fuse", "--snapshot", snap, "--dataset", graph.dataset, "--out", out, *epochs, *extra]
-        return ["train", "--snapshot", snap, "--dataset", graph.dataset, "--out", out, *epochs, *extra]
-
-    steps: list = [["snapshot", "export", "--dataset", graph.dataset, "--split", "per_user_temporal", "--param", "test_fraction=0.2",
-                    "--param", "val_fraction=0.1", "--out", snap], trainer]
-    if body.publish:
-        steps.append(["publish", "--checkpoint", out, "--dataset", graph.dataset])
+    steps: list = train_steps(graph.dataset, snap, out, epochs=body.epochs, extra=extra, publish=body.publish)
     job = _runner(request).submit("train", steps)
     return JobOut.of(job)
 

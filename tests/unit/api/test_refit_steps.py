@@ -1,0 +1,24 @@
+"""api.refit: the one definition of the default model's train-and-publish steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from api.refit import TRAINER, default_refit_steps, train_steps
+from graphrec.settings import Settings
+
+
+def test_train_steps_export_train_publish() -> None:
+    steps = train_steps("movielens", "/s", "/m", epochs=5, extra=["--dim", "32"])
+    assert [s[0] for s in steps] == ["snapshot", TRAINER, "publish"]
+    assert steps[0][-2:] == ["--out", "/s"] and "val_fraction=0.1" in steps[0]
+    assert steps[1] == [TRAINER, "--snapshot", "/s", "--dataset", "movielens", "--out", "/m", "--epochs", "5", "--dim", "32"]
+    assert steps[2] == ["publish", "--checkpoint", "/m", "--dataset", "movielens"]
+    assert [s[0] for s in train_steps("movielens", "/s", "/m", publish=False)] == ["snapshot", TRAINER]
+
+
+def test_refit_steps_name_their_folders_under_home(tmp_path: Path) -> None:
+    steps = default_refit_steps("toy", Settings(home=tmp_path))
+    snap, out = steps[0][-1], steps[-1][2]
+    assert snap.startswith(str(tmp_path / "snapshots" / "refit-toy-")) and out.startswith(str(tmp_path / "models" / "refit-toy-"))
+    assert steps[1][steps[1].index("--snapshot") + 1] == snap and "--epochs" not in steps[1]
