@@ -115,9 +115,9 @@ class GraphState:
 
     def verify(self) -> None:
         """Check that Neo4j answers (raises :class:`Neo4jUnavailableError` / auth errors)."""
-        from graph.connection import read
+        from graph.connection import ping
 
-        read(self.driver, "RETURN 1 AS ok", {}, self.database)
+        ping(self.driver, self.database)
 
     def coldstart(self, tag: str, checkpoint: str | None) -> Any:
         """The :class:`gnn.fusion.coldstart.ColdStart` of the publication ``tag`` (cached), or ``None``.

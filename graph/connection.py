@@ -105,3 +105,11 @@ def write(driver: neo4j.Driver, query: str, parameters: Mapping[str, Any] | None
     except (neo4j_exc.Neo4jError, neo4j_exc.DriverError, OSError) as e:
         raise translate_error(e) from e
     return summary
+
+
+PING = "RETURN 1 AS ok"
+
+
+def ping(driver: neo4j.Driver, database: str = "neo4j") -> None:
+    """Check that the server answers a trivial query (raises the translated driver error when it does not)."""
+    read(driver, PING, {}, database)
