@@ -1,6 +1,6 @@
 # graphrec: the README's commands. Everything runs from the project's own virtual environment (.venv).
 #   make install      create .venv with uv and install graphrec (editable) with the dev extras
-#   make test         install, then run unit + integration tests (a throwaway Neo4j is started and stopped)
+#   make test         install, check the layering (lint-imports), then run unit + integration tests (a throwaway Neo4j is started and stopped)
 #   make demo         install, start Neo4j, load MovieLens, train + publish the fused model, show explained recommendations
 #   make neo4j-start / neo4j-stop / neo4j-status
 #   make clean        remove caches and build outputs (keeps .venv; `make distclean` removes it too)
@@ -21,7 +21,7 @@ DEMO_EPOCHS ?= 20
 DEMO_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install test test-unit test-gpu test-integration demo neo4j-start neo4j-stop neo4j-status clean distclean
+.PHONY: help install lint test test-unit test-gpu test-integration demo neo4j-start neo4j-stop neo4j-status clean distclean
 
 help:
 	@sed -n '2,7p' Makefile | sed 's/^#//'
@@ -40,8 +40,13 @@ $(STAMP): pyproject.toml
 	"$$UV" pip install --python $(PY) -e '.[dev]'
 	@touch $(STAMP)
 
-test: install
+test: install lint
 	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS) tests/unit tests/integration
+
+# Layering (import-linter contracts in pyproject.toml): api on top, graph and gnn independent,
+# loaders below both, graphrec at the bottom; only graph imports neo4j.
+lint: install
+	$(VENV)/bin/lint-imports
 
 test-unit: install
 	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS) tests/unit
