@@ -7,7 +7,15 @@ class path at that cache, so nothing is downloaded twice.
 
 Public API:
     :class:`Neo4jServer` with ``start(timeout) -> ConnectionInfo``, ``stop()``, ``status()`` and
-    ``connection_info() -> ConnectionInfo | None``; :func:`server_from_settings`.
+    ``connection_info() -> ConnectionInfo | None``; :func:`server_from_settings`;
+    :mod:`graph.server.locate` (which server to use: ``NEO4J_URI`` or this one);
+    :mod:`graph.server.browser` (the Neo4j Browser style a provisioned server applies).
+
+Tooling, not data access. It sits under ``graph`` because it is the Neo4j side of the project and
+reaches the server only through :mod:`graph.connection` (it never imports ``neo4j`` itself), but no
+module of ``graph`` that reads or writes the graph may import it: an import-linter contract in
+``pyproject.toml`` forbids ``graph.*`` -> ``graph.server``, so data access works the same against any
+Neo4j (``NEO4J_URI``), provisioned or not. Only the CLI, the API's connection lookup and the tests use it.
 """
 
 from __future__ import annotations
