@@ -42,9 +42,9 @@ from graphrec.errors import ModelError
 class FusionGrid(BaseModel):
     """The validation grid of the fused live model's relative weights."""
 
-    betas: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.25, 0.5, 1.0],
+    betas: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0, 2.0, 4.0],
                                description="Relative weights of the text neighbours (0 = none).")
-    gammas: list[float] = Field(default_factory=lambda: [0.0, 0.01, 0.03, 0.1, 0.3],
+    gammas: list[float] = Field(default_factory=lambda: [0.0, 0.03, 0.1, 0.3, 1.0, 3.0],
                                 description="Relative weights of popularity (0 = none).")
     max_users: int = Field(5000, ge=1, description="Validation users scored per grid point (a seeded sample when there are more).")
     metric: str = Field("ndcg@20", description="Validation metric the grid maximises.")

@@ -84,6 +84,27 @@ RETURN lin_hits, vec_n, vec_min, vec_hits, pop_hits
 """Round trip 2 (repeated with larger sizes until exact): the candidates with their linear part."""
 
 
+Q_TEXT_ITEMS = """
+MATCH (d:Dataset {name: $dataset})
+MATCH (m:ActiveModel {dataset: $dataset}) WHERE m.tag = $tag AND m.text_index IS NOT NULL
+CALL db.index.vector.queryNodes(m.text_index, $n, $vec) YIELD node, score
+WITH d, node, score WHERE node.gen = d.gen
+RETURN node.id AS id ORDER BY score DESC, id
+"""
+"""The items whose texts are closest to a text vector (free-text cold start of live models)."""
+
+TEXT_ANCHORS = 10
+"""Items whose texts stand in for the history of a free-text request."""
+
+
+def text_items(store: GraphStore, info: ModelInfo, vector: np.ndarray, n: int = TEXT_ANCHORS) -> list[str]:
+    """Ids of the ``n`` items whose texts are closest to ``vector`` (empty without a text index)."""
+    if not info.text_index:
+        raise ModelNotReadyError("the active model has no text vectors; publish it with text vectors for free-text requests")
+    rows = store.read(Q_TEXT_ITEMS, {"tag": info.tag, "n": n, "vec": [float(x) for x in vector]})
+    return [r["id"] for r in rows]
+
+
 @dataclass
 class _Scored:
     score: float
@@ -169,4 +190,4 @@ def to_list(store: GraphStore, info: ModelInfo, scored: list[_Scored], k: int, e
                               history_size=scored[0].parts.history_size if scored else None, candidates="live")
 
 
-__all__ = ["LiveScoreParts", "Q_CANDIDATES", "Q_PLAN", "live_ranking", "plan", "to_list"]
+__all__ = ["LiveScoreParts", "Q_CANDIDATES", "Q_PLAN", "Q_TEXT_ITEMS", "live_ranking", "plan", "text_items", "to_list"]

@@ -62,6 +62,23 @@ def _live_model(store: GraphStore, user_id: str | None) -> tuple[ModelInfo | Non
     return (info if info is not None and info.kind == "live" else None), user_ok, history
 
 
+def recommend_live(store: GraphStore, user_id: str, k: int = 10, filters: Filters | dict[str, Any] | None = None) -> Served | None:
+    """Top ``k`` for a known user when the active model is live; ``None`` when it is an embedding model.
+
+    Raises:
+        UnknownUserError: No such user in the active generation (live model).
+    """
+    _check_k(k)
+    f = validate_filters(filters)
+    info, user_ok, history = _live_model(store, user_id)
+    if info is None:
+        return None
+    if not user_ok:
+        raise UnknownUserError(f"unknown user {user_id!r} in dataset {store.dataset!r}")
+    scored, exact, searched = live_ranking(store, info, history, k, f, user_id=user_id)
+    return Served(to_list(store, info, scored, k, exact, searched, user_id=user_id), live=True, history=history, user_id=user_id)
+
+
 def recommend(store: GraphStore, user_id: str, k: int = 10, filters: Filters | dict[str, Any] | None = None) -> Served:
     """Top ``k`` for a known user.
 
@@ -69,16 +86,11 @@ def recommend(store: GraphStore, user_id: str, k: int = 10, filters: Filters | d
         UnknownUserError: No such user in the active generation.
         ModelNotReadyError: No model published.
     """
-    _check_k(k)
-    f = validate_filters(filters)
-    info, user_ok, history = _live_model(store, user_id)
-    if info is None:
-        recs = embedding.recommend(store.driver, user_id, k, f, dataset=store.dataset, database=store.database)
-        return Served(recs, live=False, user_id=user_id)
-    if not user_ok:
-        raise UnknownUserError(f"unknown user {user_id!r} in dataset {store.dataset!r}")
-    scored, exact, searched = live_ranking(store, info, history, k, f, user_id=user_id)
-    return Served(to_list(store, info, scored, k, exact, searched, user_id=user_id), live=True, history=history, user_id=user_id)
+    served = recommend_live(store, user_id, k, filters)
+    if served is not None:
+        return served
+    recs = embedding.recommend(store.driver, user_id, k, validate_filters(filters), dataset=store.dataset, database=store.database)
+    return Served(recs, live=False, user_id=user_id)
 
 
 def similar_items(store: GraphStore, item_id: str, k: int = 10, filters: Filters | dict[str, Any] | None = None) -> Served:
@@ -137,4 +149,4 @@ def explain(store: GraphStore, served: Served, max_reasons: int = 3) -> dict[str
                              anchor_item_ids=served.anchors, max_reasons=max_reasons, database=store.database)
 
 
-__all__ = ["Served", "explain", "recommend", "recommend_cold_start", "similar_items"]
+__all__ = ["Served", "explain", "recommend", "recommend_cold_start", "recommend_live", "similar_items"]

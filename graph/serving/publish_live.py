@@ -39,6 +39,7 @@ from graph.embeddings import (
     active_gen,
     augment_items,
     check_index,
+    item_coverage,
     drop_model,
     make_tag,
     prop_name,
@@ -47,7 +48,7 @@ from graph.embeddings import (
 from graph.schema import NEIGHBOUR
 from graph.serving.store import GraphStore
 from graphrec.clock import utc_now_iso
-from graphrec.errors import InvalidArgumentError
+from graphrec.errors import CoverageTooLowError, InvalidArgumentError
 
 if TYPE_CHECKING:
     from gnn.live import LiveForm
@@ -124,6 +125,7 @@ def publish_live(
     index_timeout_s: float = 600.0,
     grace_s: float = 1.0,
     progress: Callable[[int], None] | None = None,
+    min_coverage: float | None = None,
 ) -> LivePublishReport:
     """Write a live form into the active generation, index it and make it the active model.
 
@@ -138,9 +140,12 @@ def publish_live(
         index_timeout_s (float, optional): How long to wait for the vector indexes.
         grace_s (float, optional): Pause between the flip and dropping the previous publication.
         progress (callable, optional): Called with the number of rows of each written batch.
+        min_coverage (float, optional): Refuse (before writing) a model whose items cover less than
+            this share of the active generation's items. (default: no check)
 
     Raises:
         InvalidArgumentError: Ids and the form disagree.
+        CoverageTooLowError: The model's items cover too little of the active generation.
     """
     t0 = time.perf_counter()
     ids = [str(i) for i in item_ids]
@@ -149,6 +154,13 @@ def publish_live(
     driver, dataset, database = store.driver, store.dataset, store.database
     gen = active_gen(driver, dataset, database)
     graph_items = {r["id"]: r["text"] for r in read(driver, Q_ITEMS_OF_GEN, {"dataset": dataset, "gen": gen}, database)}
+    if min_coverage is not None:
+        share = item_coverage(ids, graph_items)
+        if share < min_coverage:
+            raise CoverageTooLowError(
+                f"refusing to publish {version} onto dataset {dataset!r}: its items cover {share:.1%} of the active generation's "
+                f"{len(graph_items):,} items, below the minimum {min_coverage:.0%} (a model of another catalogue?); "
+                "publish with --min-coverage 0 to override")
     present = np.array([i in graph_items for i in ids], dtype=bool)
     kept = [i for i, p in zip(ids, present) if p]
     tag = make_tag(dataset, version)
