@@ -91,6 +91,9 @@ class InteractionOut(BaseModel):
                                                   "threshold, 4 by default, or implicit feedback).")
     liked_after: bool = Field(False, description="The user likes the item after this write (co-like explanations were "
                                                  "updated when this differs from liked_before).")
+    replayed: bool = Field(False, description="The same rating and ts were already stored: nothing was written (a resent "
+                                              "request is safe).")
+    outdated: bool = Field(False, description="A rating with a later ts is stored for this user and item: nothing was written.")
 
 
 class HealthOut(BaseModel):

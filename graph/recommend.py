@@ -34,7 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from graph.connection import read
 from graph.embeddings import active_model, require_active_model
+from graph.feedback import Interaction, InteractionResult, record_interaction
 from graph.recommend_fusion import FusionParams, ScoreParts, fused_score, score_parts, unseen_upper_bound
+from graph.serving.records import LiveScoreParts
 from graphrec.errors import (
     InvalidArgumentError,
     ModelNotReadyError,
@@ -82,7 +84,9 @@ class RecommendedItem(BaseModel):
     score: float = Field(description="Ranking score: the dot product of user and item embeddings, or, when the model serves "
                          "score-level fusion, the fused score (sum of weight * standardised part, see score_parts).")
     rank: int
-    score_parts: ScoreParts | None = Field(None, description="Graph / content / popularity parts of a fused score (raw, standardised, weights).")
+    score_parts: ScoreParts | LiveScoreParts | None = Field(
+        None, description="Parts of the score: graph / content / popularity of a fused score (raw, standardised, weights), or "
+                          "neighbours / low-rank / popularity of a live score.")
 
 
 class RecommendationList(BaseModel):
@@ -101,32 +105,6 @@ class RecommendationList(BaseModel):
     history_size: int | None = Field(None, description="Fusion only: the user's training history size (selects the weights).")
     candidates: str = Field("index", description="'list': the user's serving list of the model, filtered (exact top k; "
                             "candidates_searched is the list's length); 'index': vector-index search.")
-
-
-class Interaction(BaseModel):
-    """A piece of feedback to write into the graph."""
-
-    user_id: str = Field(min_length=1, max_length=200)
-    item_id: str = Field(min_length=1, max_length=200)
-    rating: float | None = Field(None, ge=0.0, le=10.0)
-    ts: int | None = Field(None, ge=0)
-    create_user: bool = False
-
-
-class InteractionResult(BaseModel):
-    """What :func:`record_interaction` wrote."""
-
-    user_id: str
-    item_id: str
-    rating: float | None
-    ts: int | None
-    created_user: bool
-    created_relationship: bool
-    liked_before: bool = Field(False, description="The user liked the item before the write (rating >= threshold, or implicit).")
-    liked_after: bool = Field(False, description="The user likes the item after the write.")
-    co_likes_updated: int | None = Field(None, description="Stored co-like pairs whose count changed (None: like status "
-                                                           "unchanged, or no co-like materialisation).")
-    co_likes_reweighted: int | None = Field(None, description="Stored co-like pairs of the item whose weight was recomputed.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,48 +324,6 @@ UNWIND $item_ids AS iid
 OPTIONAL MATCH (i:Item {dataset: $dataset, gen: d.gen, id: iid})
 RETURN iid AS id, m.tag AS tag, i IS NOT NULL AS exists, CASE WHEN i IS NULL THEN null ELSE i[m.item_prop] END AS vector
 """
-
-# Feedback write. After the existence checks it takes the Dataset node's write lock (a SET whose value
-# reads the property it writes locks before reading) and bumps its feedback counter: feedback writes of a
-# dataset are serialised, so the like status read below (before the write) is exactly the one the
-# co-like upkeep (graph.co_likes.refresh_co_likes, same transaction) changes; like status changes are
-# counted (Dataset.like_changes), so a co-like build sees that one happened while it counted. The like
-# threshold is the active co-like marker's.
-Q_RECORD_INTERACTION = """
-MATCH (d:Dataset {name: $dataset})
-MATCH (i:Item {dataset: $dataset, gen: d.gen, id: $item_id})
-OPTIONAL MATCH (known:User {dataset: $dataset, gen: d.gen, id: $user_id})
-WITH d, i, known
-WHERE known IS NOT NULL OR $create_user
-SET d.feedback_writes = coalesce(d.feedback_writes, 0) + 1
-WITH d, i
-OPTIONAL MATCH (m:ActiveModel {dataset: $dataset})
-OPTIONAL MATCH (cl:CoLiked {dataset: $dataset, tag: m.tag})
-OPTIONAL MATCH (existing:User {dataset: $dataset, gen: d.gen, id: $user_id})
-WITH d, i, cl, coalesce(cl.like, $like) AS like, existing IS NULL AS created_user
-MERGE (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
-WITH d, i, cl, like, created_user, u
-OPTIONAL MATCH (u)-[old:INTERACTED]->(i)
-WITH d, i, cl, like, created_user, u, count(old) = 0 AS created_rel,
-     count(CASE WHEN old.rating IS NULL OR old.rating >= like THEN old END) > 0 AS liked_before
-MERGE (u)-[r:INTERACTED]->(i)
-  ON CREATE SET r.source = 'feedback', r.split = null
-SET r.rating = $rating, r.ts = $ts
-WITH d, cl, created_user, created_rel, liked_before, $rating IS NULL OR $rating >= like AS liked_after, count(r) AS n
-// the write's relationship moves the marker's count on, so the co-likes stay fresh
-FOREACH (x IN CASE WHEN cl IS NOT NULL AND created_rel AND $upkeep THEN [cl] ELSE [] END | SET x.rels = x.rels + 1)
-// like status changes are counted: a co-like build compares the count before and after it counted
-FOREACH (x IN CASE WHEN liked_before <> liked_after THEN [d] ELSE [] END | SET x.like_changes = coalesce(x.like_changes, 0) + 1)
-RETURN created_user, created_rel, liked_before, liked_after, cl IS NOT NULL AS co_likes
-"""
-
-Q_ITEM_EXISTS = """
-MATCH (d:Dataset {name: $dataset})
-OPTIONAL MATCH (i:Item {dataset: $dataset, gen: d.gen, id: $item_id})
-OPTIONAL MATCH (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
-RETURN i IS NOT NULL AS item_ok, u IS NOT NULL AS user_ok
-"""
-
 
 def validate_filters(filters: Filters | dict[str, Any] | None) -> Filters:
     """Coerce ``filters`` to :class:`Filters`; validation problems become :class:`InvalidArgumentError`."""
@@ -780,68 +716,6 @@ def recommend_cold_start(
             raise ModelNotReadyError("none of the liked items has an embedding in the active model")
         vec = query_vector_from_items(have)
     return recommend_for_vector(driver, vec, k, f, dataset=dataset, tag=tag, database=database)
-
-
-def record_interaction(
-    driver: neo4j.Driver, interaction: Interaction, *, dataset: str, database: str = "neo4j", co_likes: bool = True,
-    like_threshold: float = 4.0,
-) -> InteractionResult:
-    """Write feedback ``(:User)-[:INTERACTED {source: 'feedback'}]->(:Item)`` into the active generation.
-
-    An existing relationship gets the new rating and timestamp. In the same write transaction, when
-    the active model has a co-like materialisation (:mod:`graph.co_likes`) and the write changed
-    whether the user likes the item (rating at least the marker's threshold, or implicit), the stored
-    co-likes are updated incrementally (:func:`graph.co_likes.refresh_co_likes`), so explanations stay
-    exact; the marker's relationship count moves on by the relationship the write created. Feedback
-    writes of a dataset are serialised on the Dataset node's lock. The transaction commits before
-    this returns, and later reads through the same driver see it (the driver's bookmark manager).
-
-    Args:
-        co_likes (bool, optional): Keep the co-like materialisation up to date (``False``: write only;
-            a created relationship then makes the marker stale). (default: ``True``)
-        like_threshold (float, optional): What counts as a like when there is no materialisation
-            (only for ``liked_before`` / ``liked_after``). (default: ``4.0``)
-
-    Raises:
-        UnknownItemError / UnknownUserError: Unknown item, or unknown user without ``create_user``.
-    """
-    from neo4j import exceptions as neo4j_exc
-
-    from graph.co_likes import refresh_co_likes
-    from graph.connection import translate_error
-
-    p = {"dataset": dataset, "user_id": interaction.user_id, "item_id": interaction.item_id, "rating": interaction.rating,
-         "ts": interaction.ts, "create_user": interaction.create_user, "like": like_threshold, "upkeep": co_likes}
-
-    def work(tx: neo4j.ManagedTransaction) -> tuple[dict[str, Any], tuple[int, int] | None] | None:
-        row = tx.run(Q_RECORD_INTERACTION, p).single()
-        if row is None:
-            return None
-        out = dict(row)
-        changed = None
-        if co_likes and out["co_likes"] and out["liked_before"] != out["liked_after"]:
-            changed = refresh_co_likes(tx, dataset, interaction.user_id, interaction.item_id, delta=1 if out["liked_after"] else -1)
-        return out, changed
-
-    try:
-        with driver.session(database=database, bookmark_manager=driver.execute_query_bookmark_manager) as session:
-            done = session.execute_write(work)
-    except (neo4j_exc.Neo4jError, neo4j_exc.DriverError, OSError) as e:
-        raise translate_error(e) from e
-    if done is None:
-        chk = read(driver, Q_ITEM_EXISTS, p, database)
-        if not chk:
-            raise NotFoundError(f"dataset {dataset!r} is not loaded")
-        if not chk[0]["item_ok"]:
-            raise UnknownItemError(f"unknown item {interaction.item_id!r} in dataset {dataset!r}")
-        raise UnknownUserError(f"unknown user {interaction.user_id!r} in dataset {dataset!r} (set create_user to add a new user)")
-    row, changed = done
-    return InteractionResult(
-        user_id=interaction.user_id, item_id=interaction.item_id, rating=interaction.rating, ts=interaction.ts,
-        created_user=bool(row["created_user"]), created_relationship=bool(row["created_rel"]),
-        liked_before=bool(row["liked_before"]), liked_after=bool(row["liked_after"]),
-        co_likes_updated=None if changed is None else changed[0], co_likes_reweighted=None if changed is None else changed[1],
-    )
 
 
 def health(driver: neo4j.Driver, *, dataset: str, database: str = "neo4j") -> dict[str, Any]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, status
 from api.deps import GraphDep
 from api.routes.users import ERRORS
 from api.schemas import InteractionIn, InteractionOut
-from graph.recommend import Interaction, record_interaction
+from graph.feedback import Interaction, record_interaction
 
 router = APIRouter(prefix="/interactions", tags=["feedback"])
 

@@ -22,7 +22,8 @@ from graph.co_likes import build_co_likes
 from graph.connection import read
 from graph.embeddings import publish
 from graph.explain import STORED_WITNESSES, explain, verify_reason
-from graph.recommend import Filters, Interaction, recommend, record_interaction
+from graph.feedback import Interaction, record_interaction
+from graph.recommend import Filters, recommend
 from graph.recommend_fixtures import load_toy_graph, random_embeddings
 
 DS = "toy-feedback"

@@ -9,7 +9,7 @@ import pytest
 from neo4j import exceptions as neo4j_exc
 
 from graph import co_likes
-from graph.recommend import Q_ITEM_EXISTS, Q_RECORD_INTERACTION, Interaction, record_interaction
+from graph.feedback import Q_ITEM_EXISTS, Q_RECORD_INTERACTION, Interaction, record_interaction
 from graphrec.errors import Neo4jUnavailableError, UnknownItemError, UnknownUserError
 
 
@@ -141,11 +141,17 @@ def test_refresh_takes_plus_or_minus_one_only() -> None:
 
 
 def test_the_write_locks_before_it_reads_the_previous_rating() -> None:
-    """The like status before the write must be read under the Dataset lock (feedback serialised)."""
+    """The Dataset lock is the write's first step, before any other node is read or touched (one global
+    lock order: feedback writes are serialised), so the like status before the write is read under it."""
     q = Q_RECORD_INTERACTION
-    lock = q.index("SET d.feedback_writes = coalesce(d.feedback_writes, 0) + 1")
-    assert lock < q.index("OPTIONAL MATCH (u)-[old:INTERACTED]->(i)") < q.index("MERGE (u)-[r:INTERACTED]->(i)")
-    assert lock < q.index("OPTIONAL MATCH (existing:User")
+    lines = [line.strip() for line in q.strip().splitlines()]
+    # a label scan, not the unique-index seek an updating query makes a locking one (a shared lock
+    # first, upgraded by the SET: the deadlock of concurrent writers)
+    assert lines[:3] == ["MATCH (d:Dataset) USING SCAN d:Dataset WHERE d.name = $dataset",
+                         "SET d.feedback_writes = coalesce(d.feedback_writes, 0)", "WITH d"]
+    lock = q.index("SET d.feedback_writes")
+    assert lock < q.index("OPTIONAL MATCH (existing)-[old:INTERACTED]->(i)") < q.index("MERGE (u)-[r:INTERACTED]->(i)")
+    assert lock < q.index("MATCH (i:Item") < q.index("OPTIONAL MATCH (existing:User") < q.index("MERGE (u:User")
     # the upkeep finds the affected pairs with a hash join, not a 2-hop expansion per pair
     for upkeep in (co_likes.Q_FEEDBACK_LIKE_ADDED, co_likes.Q_FEEDBACK_LIKE_REMOVED):
         assert "USING JOIN ON j" in upkeep and "(i)-[c:CO_LIKED]-(j)" in upkeep
