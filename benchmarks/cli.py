@@ -22,7 +22,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "api.cli.bench_step",
     "benchmarks.fusion",
     "benchmarks.serve",
-    "api.cli.bench_feedback",
+    "benchmarks.feedback",
 )
 
 
