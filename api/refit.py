@@ -12,8 +12,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-TRAINER = "fuse"
-"""The default model's trainer: ``graphrec fuse`` (LightGCN fused with the items' text)."""
+TRAINER = "fit"
+"""The default model's trainer: ``graphrec fit`` (a graph filter fused with the items' text and popularity, chosen
+on validation and refitted on every interaction; users are scored from their live history). It is closed-form:
+``epochs`` applies only to the epoch-trained models (``graphrec fuse`` / ``train``)."""
+
+EPOCH_TRAINERS: frozenset[str] = frozenset({"fuse", "train"})
 
 SPLIT_ARGS: tuple[str, ...] = ("--split", "per_user_temporal", "--param", "test_fraction=0.2", "--param", "val_fraction=0.1")
 """The snapshot split the default model trains on (per-user temporal, 10 % validation, 20 % test)."""
@@ -34,7 +38,7 @@ def train_steps(dataset: str, snapshot: str, out: str, *, epochs: int | None = N
     Returns:
         The ``graphrec`` argument lists, in order.
     """
-    ep = ["--epochs", str(epochs)] if epochs else []
+    ep = ["--epochs", str(epochs)] if epochs and TRAINER in EPOCH_TRAINERS else []
     steps = [
         ["snapshot", "export", "--dataset", dataset, *SPLIT_ARGS, "--out", snapshot],
         [TRAINER, "--snapshot", snapshot, "--dataset", dataset, "--out", out, *ep, *extra],

@@ -2,7 +2,7 @@
 
 Steps (each one the ordinary CLI command, run as a subprocess so the demo shows exactly what a user
 would type): ``neo4j start`` (unless NEO4J_URI is set) -> ``load movielens`` -> ``snapshot``/``train``
-(the fused text+graph model when the training command offers it, else LightGCN; GPU when present)
+(``graphrec fit``: the default live model; ``--trainer fuse``: the fused LightGCN + text model)
 -> ``publish`` -> the API on 127.0.0.1 -> a few users' explained recommendations through HTTP ->
 the Browser URL and three Cypher queries to paste into it.
 """
@@ -23,28 +23,26 @@ DEMO_USERS = ("1", "414", "599")
 
 
 def browser_queries(dataset: str, user: str, item: str) -> list[tuple[str, str]]:
-    """Three Cypher queries for Neo4j Browser: recommendations, an explanation path, the model pointer."""
+    """Three Cypher queries for Neo4j Browser: the live model's neighbour scores, an explanation path, the model pointer."""
     return [
-        ("Top-10 recommendations of user %s as served: the user's serving list of the active model, seen items removed" % user,
+        ("The neighbour part of user %s's live scores, computed from the graph: the sum of NEIGHBOUR weights from the "
+         "items they interacted with (seen items left out)" % user,
          f"""MATCH (d:Dataset {{name: '{dataset}'}})
 MATCH (m:ActiveModel {{dataset: '{dataset}'}})
-MATCH (u:User {{dataset: '{dataset}', gen: d.gen, id: '{user}'}})
-UNWIND range(0, size(u[m.top_prop]) - 1) AS r
-MATCH (i:Item {{dataset: '{dataset}', gen: d.gen, id: u[m.top_prop][r]}})
-WHERE NOT EXISTS {{ (u)-[:INTERACTED]->(i) }}
-RETURN r + 1 AS list_position, i.id, i.title ORDER BY list_position LIMIT 10"""),
-        (f"Explanation paths of item {item} for user {user} (co-likers and shared genres; switch to the graph view)",
+MATCH (u:User {{dataset: '{dataset}', gen: d.gen, id: '{user}'}})-[:INTERACTED]->(j:Item)-[n:NEIGHBOUR]->(i:Item)
+WHERE n.tag = m.tag AND NOT EXISTS {{ (u)-[:INTERACTED]->(i) }}
+RETURN i.id, i.title, sum(n.w) AS neighbour_score, collect(j.title)[0..3] AS because
+ORDER BY neighbour_score DESC LIMIT 10"""),
+        (f"Explanation paths of item {item} for user {user}: the items they liked that vote for it (switch to the graph view)",
          f"""MATCH (d:Dataset {{name: '{dataset}'}})
-MATCH (u:User {{dataset: '{dataset}', gen: d.gen, id: '{user}'}})-[r:INTERACTED]->(a:Item)
-WHERE r.rating >= 4.0
-MATCH (i:Item {{dataset: '{dataset}', gen: d.gen, id: '{item}'}})
-OPTIONAL MATCH p1 = (u)-[:INTERACTED]->(a)<-[r1:INTERACTED]-(v:User)-[r2:INTERACTED]->(i)
-  WHERE v <> u AND r1.rating >= 4.0 AND r2.rating >= 4.0
-OPTIONAL MATCH p2 = (u)-[:INTERACTED]->(a)-[:HAS_GENRE]->(:Genre)<-[:HAS_GENRE]-(i)
-RETURN p1, p2 LIMIT 25"""),
-        ("The active model: version, vector index, dimension (the pointer readers follow)",
+MATCH (m:ActiveModel {{dataset: '{dataset}'}})
+MATCH p = (u:User {{dataset: '{dataset}', gen: d.gen, id: '{user}'}})-[:INTERACTED]->(j:Item)-[n:NEIGHBOUR]->
+          (i:Item {{dataset: '{dataset}', gen: d.gen, id: '{item}'}})
+WHERE n.tag = m.tag
+RETURN p ORDER BY n.w DESC LIMIT 5"""),
+        ("The active model: version, kind, weights, vector index (the pointer readers follow)",
          f"""MATCH (m:ActiveModel {{dataset: '{dataset}'}})
-RETURN m.version, m.item_index, m.dim, m.n_users, m.n_items, m.published_at"""),
+RETURN m.version, m.kind, m.alpha, m.gamma, m.item_index, m.n_items, m.published_at"""),
     ]
 
 
@@ -60,39 +58,20 @@ def _check(proc: subprocess.CompletedProcess[str], what: str) -> None:
         raise ConfigError(f"demo step failed ({what}, exit {proc.returncode})" + (": " + " | ".join(tail) if tail else ""))
 
 
-def _available(command: str) -> str | None:
-    """The ``--help`` text of a graphrec command, or None when that command is not installed."""
-    proc = subprocess.run([sys.executable, "-m", "api.cli.main", command, "--help"], text=True, capture_output=True, check=False,
-                          stdin=subprocess.DEVNULL)
-    return proc.stdout if proc.returncode == 0 else None
-
-
-def _train(dataset: str, settings: object, epochs: int | None) -> Path | None:
-    """Train the fused (LightGCN + BERT text) model when ``graphrec fuse`` exists, else LightGCN with ``graphrec train``.
-
-    Training reads a snapshot exported from the graph (``graphrec snapshot export``). Returns the
-    checkpoint folder, or None when the trainer chose it (then ``publish --latest``).
-    """
+def _train(dataset: str, settings: object, epochs: int | None, trainer: str = "fit") -> Path:
+    """Export a snapshot from the graph and fit the default live model on it (``graphrec fit``), or train
+    the fused LightGCN + text model (``trainer="fuse"``, ``epochs`` apply). Returns the checkpoint folder."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     snap = settings.snapshots_dir / f"demo-{dataset}-{stamp}"  # type: ignore[attr-defined]
     _check(_graphrec("snapshot", "export", "--dataset", dataset, "--split", "per_user_temporal", "--param", "test_fraction=0.2",
                      "--param", "val_fraction=0.1", "--out", str(snap)), "snapshot export")
     out = settings.models_dir / f"demo-{dataset}-{stamp}"  # type: ignore[attr-defined]
-    if _available("fuse") is not None:
-        args = ["fuse", "--snapshot", str(snap), "--dataset", dataset, "--out", str(out)]
-        if epochs is not None:
-            args += ["--epochs", str(epochs)]
-        _check(_graphrec(*args), "fuse (train the fused model)")
-        return out
-    text = _available("train")
-    if text is None:
-        raise ConfigError("neither `graphrec fuse` nor `graphrec train` is available in this installation")
-    args = ["train"]
-    for opt, val in (("--snapshot", str(snap)), ("--dataset", dataset), ("--epochs", str(epochs) if epochs else None), ("--out", str(out))):
-        if val is not None and opt in text:
-            args += [opt, val]
-    _check(_graphrec(*args), "train (LightGCN)")
-    return out if "--out" in text else None
+    if trainer == "fuse":
+        args = ["fuse", "--snapshot", str(snap), "--dataset", dataset, "--out", str(out)] + (["--epochs", str(epochs)] if epochs else [])
+        _check(_graphrec(*args), "fuse (train the fused LightGCN + text model)")
+    else:
+        _check(_graphrec("fit", "--snapshot", str(snap), "--dataset", dataset, "--out", str(out)), "fit (the default live model)")
+    return out
 
 
 def register(app: typer.Typer) -> None:
@@ -101,7 +80,9 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_cmd(
         port: int | None = typer.Option(None, "--port", help="API port (default: GRAPHREC_API_PORT)."),
-        epochs: int | None = typer.Option(None, "--epochs", help="Training epochs (default: the trainer's)."),
+        epochs: int | None = typer.Option(None, "--epochs", help="Training epochs of --trainer fuse (default: the trainer's)."),
+        trainer: str = typer.Option("fit", "--trainer", help="fit: the default live model (graph filter + text + popularity, "
+                                    "minutes on a CPU); fuse: the fused LightGCN + text embedding model."),
         skip_train: bool = typer.Option(False, "--skip-train", help="Publish the newest existing checkpoint instead of training."),
         serve: bool = typer.Option(False, "--serve/--no-serve", help="Keep the API running after the demo (Ctrl-C stops it)."),
         k: int = typer.Option(5, "--k", min=1, max=20),
@@ -118,7 +99,7 @@ def register(app: typer.Typer) -> None:
         if not settings.neo4j_uri:
             _check(_graphrec("neo4j", "start"), "neo4j start")
         _check(_graphrec("load", "movielens", "--dataset", dataset), "load movielens")
-        checkpoint = None if skip_train else _train(dataset, settings, epochs)
+        checkpoint = None if skip_train else _train(dataset, settings, epochs, trainer)
         pub = ["publish", "--dataset", dataset] + (["--checkpoint", str(checkpoint)] if checkpoint else ["--latest"])
         _check(_graphrec(*pub), "publish")
 

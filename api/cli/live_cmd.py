@@ -63,6 +63,7 @@ def register(app: typer.Typer) -> None:
     def fit_cmd(
         snapshot: Path = typer.Option(..., "--snapshot", "-s", help="Snapshot folder (graphrec snapshot export)."),
         out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder to write."),
+        dataset: str | None = typer.Option(None, "--dataset", help="Expected dataset of the snapshot (refused when it differs)."),
         model: str | None = typer.Option(None, "--model", help="Use this graph filter (gfcf, chebycf, ease) with its default "
                                           "settings instead of choosing one on validation."),
         select_budget_s: float = typer.Option(120.0, "--select-budget", min=1.0, help="Seconds for choosing the filter on validation."),
@@ -71,6 +72,13 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Fit the default live model: choose on validation, report test, refit on every interaction for serving."""
+        if dataset is not None:
+            from graphrec.errors import DatasetMismatchError
+            from graphrec.snapshot import read_snapshot
+
+            found = read_snapshot(snapshot, verify=False).manifest.dataset
+            if found != dataset:
+                raise DatasetMismatchError(f"snapshot {snapshot} is of dataset {found!r}, not {dataset!r}")
         summary = run_fit(snapshot, out, select_budget_s=select_budget_s, model=model, text=text, neighbours_top_k=neighbours_top_k,
                           quiet=as_json)
         if as_json:

@@ -220,6 +220,16 @@ def run_publish(checkpoint: Path, dataset: str, text_vectors: bool = True, quiet
     from graphrec.settings import get_settings
 
     settings = get_settings()
+    from gnn.live_checkpoint import is_live_checkpoint
+
+    if is_live_checkpoint(checkpoint.expanduser()):  # the default model: users are scored from their history at request time
+        from api.cli.live_cmd import publish_live_checkpoint
+
+        with open_graph(settings) as driver, tqdm(desc="publish", unit="row", disable=quiet) as bar:
+            live = publish_live_checkpoint(driver, checkpoint, dataset, database=driver_db(settings), settings=settings,
+                                           text_vectors=text_vectors, progress=bar.update,
+                                           min_coverage=settings.min_coverage if min_coverage is None else min_coverage)
+        return {**live.model_dump(), "live": True}
     with open_graph(settings) as driver, tqdm(desc="publish", unit="row", disable=quiet) as bar:
         report = publish_checkpoint(driver, checkpoint, dataset, database=driver_db(settings), settings=settings,
                                     text_vectors=text_vectors, score_fusion=score_fusion, progress=bar.update,
@@ -314,6 +324,12 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(report, indent=2))
             return
         m = report["model"]
+        if report.get("live"):
+            typer.echo(f"published live model {m['version']} (tag {m['tag']}) for dataset {m['dataset']}: {report['items_with_factors']} "
+                       f"items with factors (rank {max(m['dim'] - 1, 0)}), {report['neighbour_relationships']:,} NEIGHBOUR relationships, "
+                       f"{report['text_vectors']} text vectors; users are scored from their history at request time; previous "
+                       f"model dropped: {report['previous_tag'] or '-'}; {report['seconds']:.1f} s")
+            return
         typer.echo(f"published {m['version']} (tag {m['tag']}) for dataset {m['dataset']}: {report['users_written']} user and "
                    f"{report['items_written']} item vectors, dim {m['dim']}, index {m['item_index']}")
         typer.echo(f"cold items embedded from text: {report['cold_items']}; items without a vector: {report['items_without_vector']}; "

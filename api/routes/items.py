@@ -7,9 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from api.deps import GraphDep
-from api.routes.users import ERRORS, with_explanations
+from api.routes.users import ERRORS, response_of
 from api.schemas import RecommendationsOut
-from graph.recommend import Filters, similar_items
+from graph.recommend import Filters
+from graph.serving.planner import explain, similar_items
+from graph.serving.store import GraphStore
 
 router = APIRouter(prefix="/items", tags=["items"])
 
@@ -23,5 +25,6 @@ def get_similar(
     explain_: Annotated[bool, Query(alias="explain", description="Explain each item relative to this one.")] = False,
 ) -> RecommendationsOut:
     """Ranks items by :math:`s^\\top i` (what a user whose taste is exactly this item would get)."""
-    recs = similar_items(graph.driver, item_id, k, Filters(genres=genre), dataset=graph.dataset, database=graph.database)
-    return with_explanations(graph, recs, explain_, 3, anchors=[item_id])
+    store = GraphStore(graph.driver, graph.dataset, graph.database)
+    served = similar_items(store, item_id, k, Filters(genres=genre))
+    return response_of(served.recs, explain(store, served) if explain_ else {})

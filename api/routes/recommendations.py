@@ -5,10 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import GraphDep
-from api.routes.users import ERRORS, with_explanations
+from api.routes.users import ERRORS, response_of, with_explanations
 from api.schemas import ColdStartIn, RecommendationsOut
 from graph.embeddings import require_active_model
-from graph.recommend import recommend_cold_start
+from graph.recommend import recommend_cold_start as embedding_cold_start
+from graph.serving.live import text_items
+from graph.serving.planner import explain, recommend_cold_start
+from graph.serving.store import GraphStore
 from graphrec.errors import ModelNotReadyError, UnknownItemError
 
 router = APIRouter(prefix="/recommendations", tags=["recommendations"])
@@ -24,6 +27,12 @@ def post_cold_start(graph: GraphDep, body: ColdStartIn) -> RecommendationsOut:
     info = require_active_model(graph.driver, graph.dataset, graph.database)
     with_text = bool(body.text and body.text.strip())
     load = graph.coldstart_for_text if with_text else graph.coldstart  # text: 503 while the text model loads
+    if info.kind == "live":  # liked items (and the items closest to the text) stand in for a history
+        store = GraphStore(graph.driver, graph.dataset, graph.database)
+        cs = load(info.tag, info.checkpoint) if with_text else None
+        served = recommend_cold_start(store, body.liked_item_ids, body.text, body.k, body.filters(),
+                                      text_items=(lambda text: text_items(store, info, cs.vector(text))) if cs is not None else None)
+        return response_of(served.recs, explain(store, served) if body.explain else {})
     cs = load(info.tag, info.checkpoint)
     user_vector = None
     if cs is not None:
@@ -36,7 +45,7 @@ def post_cold_start(graph: GraphDep, body: ColdStartIn) -> RecommendationsOut:
                 return cs.user_vector((), text)
     for attempt in range(2):
         try:
-            recs = recommend_cold_start(graph.driver, body.liked_item_ids, body.text, body.k, body.filters(), dataset=graph.dataset,
+            recs = embedding_cold_start(graph.driver, body.liked_item_ids, body.text, body.k, body.filters(), dataset=graph.dataset,
                                         database=graph.database, user_vector=user_vector if cs is not None else None, model_tag=info.tag)
             break
         except ModelNotReadyError:

@@ -14,6 +14,9 @@ from api.schemas import RecommendationsOut, RecommendedItemOut, error_response
 from graph.explain import Explanation, explain
 from graph.recommend import RecommendationList, recommend, validate_filters
 from graph.recommend_explained import fetch_explained
+from graph.serving.planner import explain as planner_explain
+from graph.serving.planner import recommend_live
+from graph.serving.store import GraphStore
 from graphrec.errors import UnknownItemError
 
 router = APIRouter(prefix="/users", tags=["recommendations"])
@@ -83,6 +86,11 @@ async def get_recommendations(
                                     exclude_ids=exclude or [], diversity=diversity))
 
     def work() -> Response | Callable[[], tuple[RecommendationList, dict[str, Any]]]:
+        store = GraphStore(graph.driver, graph.dataset, graph.database)
+        served = recommend_live(store, user_id, k, filters)  # a live model: scored from the user's history as it is now
+        if served is not None:
+            exps = planner_explain(store, served, reasons) if explain_ else {}
+            return _json(response_of(served.recs, exps))
         assemble = fetch_explained(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database,
                                    max_reasons=reasons, as_dicts=True) if explain_ else None
         if assemble is not None:  # one round trip: the user's serving list and the materialised explanations
