@@ -23,6 +23,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "benchmarks.fusion",
     "benchmarks.serve",
     "benchmarks.feedback",
+    "benchmarks.live",
 )
 
 

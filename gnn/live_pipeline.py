@@ -67,10 +67,11 @@ def choose_filter(data: InteractionData, cfg: LiveFitConfig) -> tuple[Any, dict[
     if cfg.filter is not None:
         fc = load_filter_config({**cfg.filter, "neighbours_top_k": cfg.neighbours_top_k})
         return fc, {"chosen": "given", "config": fc.model_dump()}
-    from gnn.filters.selection import select_filter
+    from gnn.filters.selection import SelectionConfig, select_filter
 
-    result = select_filter(data, budget_s=cfg.select_budget_s, neighbours_top_k=cfg.neighbours_top_k, seed=cfg.seed)
-    return result.config, result.summary()
+    result = select_filter(data, SelectionConfig(time_budget_s=cfg.select_budget_s, neighbours_top_k=cfg.neighbours_top_k, seed=cfg.seed),
+                           device="cpu")
+    return result.config, result.to_json()
 
 
 def item_text_vectors(snapshot: Snapshot, cache_dir: str | os.PathLike[str] | None, progress: bool = False) -> tuple[np.ndarray | None, str | None]:

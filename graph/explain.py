@@ -50,7 +50,7 @@ from pydantic import BaseModel, Field
 from graph.connection import read
 from graphrec.errors import InvalidArgumentError, NotFoundError, UnknownUserError
 
-ReasonKind = Literal["collaborative", "content", "semantic", "popularity"]
+ReasonKind = Literal["collaborative", "content", "semantic", "popularity", "neighbour"]
 
 ATTRIBUTE_RELS: dict[str, str] = {"HAS_GENRE": "Genre", "HAS_TAG": "Tag", "IN_CATEGORY": "Category", "HAS_BRAND": "Brand"}
 """Allow-list: attribute relationship type -> attribute label."""
