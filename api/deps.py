@@ -134,9 +134,16 @@ class GraphState:
             if cached is not None and cached[0] == tag:
                 return cached[1]
             try:
-                from gnn.fusion.coldstart import ColdStart
+                from gnn.live_checkpoint import is_live_checkpoint
 
-                cs = ColdStart.from_checkpoint(checkpoint, cache_dir=self.settings.home / "text-cache")
+                if is_live_checkpoint(checkpoint):  # a live model: its text encoder only (no projection head)
+                    from gnn.live_text import LiveText
+
+                    cs = LiveText.from_checkpoint(checkpoint)
+                else:
+                    from gnn.fusion.coldstart import ColdStart
+
+                    cs = ColdStart.from_checkpoint(checkpoint, cache_dir=self.settings.home / "text-cache")
             except (ImportError, GraphrecError, OSError) as e:
                 log.warning("no cold-start model for %s (%s)", checkpoint, e)
                 cs = None
@@ -152,6 +159,8 @@ class GraphState:
         """
         from api.errors import TextModelLoadingError
 
+        if not checkpoint:
+            return None  # no checkpoint, no text model: the caller answers model_not_ready
         cached = self._coldstart
         if cached is not None and cached[0] == tag and (cached[1] is None or cached[1].encoder.loaded):
             return cached[1]
@@ -207,6 +216,24 @@ class GraphState:
         except Exception as e:  # noqa: BLE001 - reported through /v1/health; requests with text get 503
             log.exception("the text model could not be loaded")
             self.text_model, self.text_model_detail = "failed", f"{type(e).__name__}: the text model could not be loaded (see the server log)"
+
+    def forget_user(self, user_id: str) -> None:
+        """Drop what this process holds about ``user_id`` after an erasure.
+
+        Per-user data is read from Neo4j on every request (vectors, serving lists, history); the only
+        per-user data held here is the loaded checkpoint's fitted user vectors (cold start never looks a
+        user up by id, but they stay in memory): the user's row is zeroed and its id forgotten.
+        """
+        cached = self._coldstart
+        cs = cached[1] if cached is not None else None
+        meta = getattr(cs, "meta", None)
+        ids = getattr(meta, "user_ids", None)
+        if cs is None or not ids or user_id not in ids:
+            return
+        row = ids.index(user_id)
+        if row < len(cs.user_embeddings):
+            cs.user_embeddings[row] = 0.0
+        ids[row] = ""
 
     def close(self) -> None:
         """Close the driver (and stop waiting for the text model)."""

@@ -64,11 +64,17 @@ def test_503_while_neo4j_is_down_and_recovery_without_restart(own_server: tuple[
         ok = c.get("/v1/users/u1/recommendations", params={"k": 3, "explain": "true"})
         assert ok.status_code == 200 and len(ok.json()["items"]) == 3
         server.stop()
-        down = c.get("/v1/users/u1/recommendations", params={"k": 3})
+        down = c.get("/v1/users/u1/recommendations", params={"k": 3}, headers={"X-Request-ID": "outage-probe-1"})
         assert down.status_code == 503
         assert int(down.headers["Retry-After"]) > 0
+        body = down.json()  # a stable code and the request id; no address, port or driver text
+        assert body["code"] == "neo4j_unavailable" and body["request_id"] == "outage-probe-1" == down.headers["X-Request-ID"]
+        host_port = info.uri.split("//", 1)[1]
+        for leak in (host_port, host_port.rsplit(":", 1)[1], "bolt", "ServiceUnavailable", "Traceback"):
+            assert leak not in down.text
         h = c.get("/v1/health")
         assert h.status_code == 503 and h.json()["neo4j"] == "unreachable"
+        assert host_port not in h.text and h.headers["X-Request-ID"]
         server.start(timeout=300)
         deadline = time.monotonic() + 120
         status = None
