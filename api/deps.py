@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from graphrec.settings import Settings, get_settings
 from graphrec.errors import ConfigError, GraphrecError, ModelNotReadyError, Neo4jUnavailableError
+from graphrec.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from graph.connection import ConnectionInfo, Driver

@@ -35,8 +35,8 @@ from api.errors import (
 )
 from api.routes import admin, health, interactions, items, recommendations, users
 from api.schemas import COMMON_ERRORS
-from graphrec.settings import Settings, get_settings
 from graphrec.errors import GraphrecError, Neo4jUnavailableError
+from graphrec.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from graph.connection import ConnectionInfo

@@ -149,8 +149,8 @@ def register_bench(bench_app: typer.Typer) -> None:
         """p50/p95/p99 of POST /v1/interactions for heavy and light users (writes feedback: use a copy of the graph)."""
         from benchmarks.serve import _free_port, percentiles
         from api.cli.common import connection_info
-        from graphrec.settings import get_settings
         from graph.connection import open_driver, read
+        from graphrec.settings import get_settings
 
         settings = get_settings()
         ds = dataset or settings.dataset

@@ -47,9 +47,9 @@ def register_bench(bench_app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON to this file."),
     ) -> None:
         """Compare pure LightGCN, content kNN, popularity and the fusions (warm users, <=5-interaction users, cold items)."""
-        from graphrec.settings import get_settings
         from gnn.fusion.experiment import BenchConfig, load_bench_snapshot, run_fusion_bench
         from gnn.text.encoder import EncoderConfig
+        from graphrec.settings import get_settings
 
         settings = get_settings()
         cfg = BenchConfig(

@@ -101,12 +101,12 @@ def register_bench(bench_app: typer.Typer) -> None:
         import httpx
 
         from api.cli.common import connection_info
-        from graphrec.settings import get_settings
         from graph.connection import open_driver, read
         from graph.embeddings import require_active_model
         from graph.explain import explain
         from graph.recommend import Filters, recommend
         from graph.recommend_explained import recommend_explained
+        from graphrec.settings import get_settings
 
         settings = get_settings()
         ds = dataset or settings.dataset

@@ -71,10 +71,10 @@ def register(app: typer.Typer) -> None:
         """Encode item texts (title, description, genres, tags...) with the BERT encoder; cached by text hash."""
         import numpy as np
 
-        from graphrec.settings import get_settings
         from gnn.text.cache import encode_with_cache
         from gnn.text.encoder import TextEncoder
         from gnn.text.recipe import build_item_texts
+        from graphrec.settings import get_settings
 
         settings = get_settings()
         if precision is not None and precision not in ("auto", "fp32", "int8", "fp16"):
@@ -111,8 +111,8 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device"),
     ) -> None:
         """Train feature-level fusion (LightGCN + projected text) and its cold-start head; save for serving."""
-        from graphrec.settings import get_settings
         from gnn.fusion.pipeline import FuseConfig, fit_fusion
+        from graphrec.settings import get_settings
 
         settings = get_settings()
         cfg = FuseConfig(encoder=_encoder_config(settings, text_model, device, 128, 128))

@@ -43,7 +43,6 @@ def evaluate(
     import torch
 
     from api.cli.train_cmd import _parse_params, load_snapshot
-    from graphrec.settings import get_settings
     from gnn.checkpoint import load_checkpoint
     from gnn.config import TrainConfig
     from gnn.data import InteractionData
@@ -51,6 +50,7 @@ def evaluate(
     from gnn.models import build_model
     from gnn.train import create_model, train_model
     from graphrec.errors import ModelError
+    from graphrec.settings import get_settings
 
     settings = get_settings()
     try:

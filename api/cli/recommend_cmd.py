@@ -39,10 +39,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print top-k recommendations for --user (or items similar to --similar-to)."""
         from api.cli.common import connection_info, open_graph
-        from graphrec.settings import get_settings
         from graph.explain import explain as explain_items
         from graph.recommend import Filters, recommend, similar_items
         from graphrec.errors import ConfigError
+        from graphrec.settings import get_settings
 
         if (user is None) == (item is None):
             raise ConfigError("give exactly one of --user ID or --similar-to ITEM")

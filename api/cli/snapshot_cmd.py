@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from graphrec.settings import get_settings
 from graphrec.errors import InvalidArgumentError
+from graphrec.settings import get_settings
 
 
 def parse_params(values: list[str]) -> dict[str, object]:

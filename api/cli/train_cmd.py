@@ -122,7 +122,6 @@ def train(
         from gnn.host_memory import retain_freed_memory
 
         retain_freed_memory()
-    from graphrec.settings import get_settings
     from gnn.checkpoint import new_version, save_checkpoint
     from gnn.config import RECIPES, TrainConfig, parse_init_std
     from gnn.data import InteractionData
@@ -130,6 +129,7 @@ def train(
     from gnn.plots import plot_curves
     from gnn.train import create_model, train_model
     from gnn.train_state import load_train_state
+    from graphrec.settings import get_settings
 
     settings = get_settings()
     if recipe not in RECIPES:

@@ -41,8 +41,8 @@ from graph.server.tools import check_java
 from graphrec.errors import Neo4jAuthError, Neo4jUnavailableError, ProvisionError, QueryError
 
 if TYPE_CHECKING:
-    from graphrec.settings import Settings
     from graph.connection import ConnectionInfo
+    from graphrec.settings import Settings
 
 log = logging.getLogger(__name__)
 

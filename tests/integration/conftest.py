@@ -46,9 +46,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _start_throwaway_server() -> tuple[object, ConnectionInfo, Path]:
-    from graphrec.settings import Settings
     from graph.server import JarCache, Neo4jServer, default_jar_cache_dir, free_port
     from graphrec.errors import GraphrecError
+    from graphrec.settings import Settings
 
     settings = Settings()
     jar_home = Path(os.environ.get("GRAPHREC_TEST_JAR_HOME") or settings.home)

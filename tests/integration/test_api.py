@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from graphrec.settings import Settings
 from graph.embeddings import publish
 from graph.explain import Reason, verify_reason
 from graph.recommend_fixtures import load_toy_graph, random_embeddings
+from graphrec.settings import Settings
 
 DS = "toy-api"
 TOKEN = "integration-admin-token-0123456789"

@@ -18,10 +18,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from graphrec.settings import Settings
 from graph.connection import open_driver
 from graph.embeddings import publish
 from graph.recommend_fixtures import load_toy_graph, random_embeddings
+from graphrec.settings import Settings
 
 DS = "toy-outage"
 

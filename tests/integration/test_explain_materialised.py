@@ -12,7 +12,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from graphrec.settings import Settings
 from graph.connection import read
 from graph.embeddings import publish
 from graph.co_likes import build_co_likes
@@ -20,6 +19,7 @@ from graph.explain import explain, verify_reason
 from graph.recommend import Filters, Interaction, recommend, record_interaction
 from graph.recommend_explained import recommend_explained
 from graph.recommend_fixtures import load_toy_graph, random_embeddings
+from graphrec.settings import Settings
 
 DS = "toy-colike"
 USERS = ("u0", "u3", "u5", "u9", "u14")

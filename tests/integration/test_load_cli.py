@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from api.cli.main import main
-from graphrec.settings import get_settings
 from graph.datasets import drop_dataset, list_datasets
+from graphrec.settings import get_settings
 from tests.integration.loaders_data import write_csv_dataset
 
 

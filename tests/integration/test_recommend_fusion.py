@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from api.cli.publish_cmd import publish_checkpoint
-from graphrec.settings import get_settings
 from gnn.config import TrainConfig
 from gnn.data import InteractionData
 from gnn.fusion.coldstart import FusionCheckpoint, HeadConfig, fit_cold_head, save_fusion_checkpoint
@@ -26,6 +25,7 @@ from gnn.train import train_model
 from graph.connection import read
 from graph.recommend import Filters, Interaction, recommend, record_interaction
 from graph.recommend_fixtures import GENRES, load_toy_graph
+from graphrec.settings import get_settings
 from graphrec.snapshot import SplitSpec, make_snapshot
 
 DS = "toy-fusion"

@@ -11,9 +11,9 @@ from neo4j import exceptions as neo4j_exc
 
 from api.jobs import JobRunner, check_args
 from api.main import create_app
-from graphrec.settings import Settings
 from graph.connection import ConnectionInfo
 from graphrec.errors import InvalidArgumentError, NotFoundError
+from graphrec.settings import Settings
 
 TOKEN = "unit-test-admin-token-0123456789"
 

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 import graph.connection
 from api.cli import common
 from benchmarks.cli import build_bench_app
-from graphrec.settings import Settings, get_settings
 from graph.server import Neo4jServer, server
 from graphrec.errors import Neo4jAuthError, Neo4jUnavailableError
+from graphrec.settings import Settings, get_settings
 from tests.unit.graph._server_fakes import FakeDriver, make_fake_java, make_ready_jar_cache
 from tests.unit.cli_runner import run_cli
 

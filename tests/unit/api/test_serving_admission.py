@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from api.deps import GraphState
 from api.main import create_app
-from graphrec.settings import Settings
 from graph.connection import ConnectionInfo
+from graphrec.settings import Settings
 
 
 def _run_many(limit: int, n: int, hold_s: float = 0.05) -> tuple[int, list[int]]:
