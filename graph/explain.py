@@ -55,8 +55,6 @@ ReasonKind = Literal["collaborative", "content", "semantic", "popularity", "neig
 ATTRIBUTE_RELS: dict[str, str] = {"HAS_GENRE": "Genre", "HAS_TAG": "Tag", "IN_CATEGORY": "Category", "HAS_BRAND": "Brand"}
 """Allow-list: attribute relationship type -> attribute label."""
 
-_ATTR_TYPES = "|".join(f"`{t}`" for t in ATTRIBUTE_RELS)
-"""The attribute relationship types as a Cypher type expression (from the allow-list, backtick-quoted)."""
 
 SEMANTIC_MIN_COSINE = 0.4
 SEMANTIC_BASELINE = 0.3
@@ -133,11 +131,25 @@ CALL (d) {
 }
 """
 
+def attr_keys(node: str, rel: str, target: str, types: tuple[str, ...]) -> str:
+    """The Cypher list ``type:name`` of ``node``'s attribute relationships of ``types`` (allow-listed,
+    backtick-quoted), or ``[]`` when none of them exists: a typed expansion skips the item's other
+    relationships, and naming only present types keeps Neo4j from warning about unknown ones."""
+    for var in (node, rel, target):
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", var):
+            raise ValueError(f"bad Cypher variable {var!r}")
+    present = [t for t in types if t in ATTRIBUTE_RELS]
+    if not present:
+        return "[]"
+    return f"[({node})-[{rel}:{'|'.join(f'`{t}`' for t in present)}]->({target}) | type({rel}) + ':' + {target}.name]"
+
+
 # One row: the anchors and the recommended items, each with its likers (users who rated it >= the
 # threshold, the requesting user excluded) and attribute keys; text-vector cosines per (item, anchor).
 # Co-liker counts are intersections of these liker sets (a hash join done by the caller) rather than a
 # (anchor)<-(v)->(item) expansion per pair, which is far cheaper for popular items.
-_PER_ITEM = """
+def _per_item(types: tuple[str, ...]) -> str:
+    return """
 WITH d, m, u, anchors,
      CASE WHEN m IS NULL OR m.text_prop IS NULL THEN [] ELSE [a IN anchors | a.item[m.text_prop]] END AS anchor_text
 CALL (d, m, u, anchor_text) {
@@ -147,7 +159,7 @@ CALL (d, m, u, anchor_text) {
   RETURN collect({
     id: rec.id, title: rec.title, deg: COUNT { (rec)<-[:INTERACTED]-(:User) },
     likers: [(rec)<-[r:INTERACTED]-(v:User) WHERE (u IS NULL OR v <> u) AND (r.rating IS NULL OR r.rating >= $like) | v.id],
-    attrs: [(rec)-[a:__ATTR_TYPES__]->(x) | type(a) + ':' + x.name],
+    attrs: """ + attr_keys("rec", "a", "x", types) + """,
     sims: CASE WHEN rec_text IS NULL THEN [] ELSE [t IN anchor_text | vector.similarity.cosine(rec_text, t)] END
   }) AS recs
 }
@@ -157,17 +169,18 @@ CALL (u, anchors) {
   RETURN collect({
     id: l.id, title: l.title, rating: a.rating,
     likers: [(l)<-[r:INTERACTED]-(v:User) WHERE (u IS NULL OR v <> u) AND (r.rating IS NULL OR r.rating >= $like) | v.id],
-    attrs: [(l)-[x:__ATTR_TYPES__]->(t) | type(x) + ':' + t.name]
+    attrs: """ + attr_keys("l", "x", "t", types) + """
   }) AS anchor_rows
 }
 RETURN coalesce(m.n_users, 0) AS n_users, recs, anchor_rows AS anchors
 """
 
-Q_EXPLAIN_USER = (_ANCHORS_USER + _PER_ITEM).replace("__ATTR_TYPES__", _ATTR_TYPES)
-Q_EXPLAIN_ITEMS = (_ANCHORS_ITEMS + _PER_ITEM).replace("__ATTR_TYPES__", _ATTR_TYPES)
+
+_ALL_TYPES = tuple(ATTRIBUTE_RELS)
+Q_EXPLAIN_USER = _ANCHORS_USER + _per_item(_ALL_TYPES)
+Q_EXPLAIN_ITEMS = _ANCHORS_ITEMS + _per_item(_ALL_TYPES)
 """The live queries with every allow-listed attribute type (:func:`explain` sends them with the types
 present in the database, see :func:`attr_query`)."""
-
 
 def assemble_rows(anchors: list[dict[str, Any]], recs: list[dict[str, Any]], n_users: int, n_witnesses: int = 3) -> list[dict[str, Any]]:
     """Pick, for every recommended item, the best anchor per reason kind (pure; unit-tested).
@@ -247,35 +260,49 @@ CALL (d) {
 WITH d, m, u, liked, [x IN liked | null] AS liked_ratings
 """
 
+
 # One row per recommended item, carrying only the chosen reasons: the collaborative anchor is the
 # liked item with the heaviest CO_LIKED relationship (1-hop), witnesses are stored with the pair;
 # content = best Jaccard over the first max_anchors liked items; semantic = best text cosine.
-_FAST_PREP = """
+def _fast_prep(types: tuple[str, ...]) -> str:
+    return """
 WITH d, m, u, liked, liked_ratings, liked[0..$max_anchors] AS anchors
 WITH d, m, u, liked, liked_ratings, anchors,
-     [a IN anchors | [(a)-[x:__ATTR_TYPES__]->(t) | type(x) + ':' + t.name]] AS anchor_attrs,
+     [a IN anchors | """ + attr_keys("a", "x", "t", types) + """] AS anchor_attrs,
      CASE WHEN m.text_prop IS NULL THEN [] ELSE [a IN anchors | a[m.text_prop]] END AS anchor_text
 """
+
+
 _FAST_FROM_IDS = """
 UNWIND $item_ids AS iid
 MATCH (rec:Item {dataset: $dataset, gen: d.gen, id: iid})
 """
-_SELF_LIKED = "CASE WHEN u IS NOT NULL AND EXISTS { (u)-[r:INTERACTED]->(rec) WHERE r.rating IS NULL OR r.rating >= $like } THEN 1 ELSE 0 END AS self"
-_FAST_REASONS = """
-WITH d, m, u, liked, liked_ratings, anchors, anchor_attrs, anchor_text, rec,
-     [(rec)-[x:__ATTR_TYPES__]->(t) | type(x) + ':' + t.name] AS rec_attrs,
+_SELF_LIKED = "CASE WHEN u IS NOT NULL AND EXISTS { (u)-[r:INTERACTED]->(rec) WHERE r.rating IS NULL OR r.rating >= $like } THEN 1 ELSE 0 END"
+
+
+def _fast_reasons(types: tuple[str, ...], carry: str = "", self_liked: str = _SELF_LIKED) -> str:
+    """The per-item reasons of the materialised path.
+
+    Args:
+        types: Attribute relationship types present.
+        carry: Extra variables carried through every ``WITH`` and returned first (e.g. ``"rrow, "``).
+        self_liked: Cypher for 1 when the requesting user likes the item (their own like is not a co-like).
+    """
+    keep = "d, m, u, " + carry + "liked, liked_ratings, anchors, anchor_attrs, anchor_text, rec"
+    return (
+        "\nWITH " + keep + ",\n     " + attr_keys("rec", "x", "t", types) + """ AS rec_attrs,
      CASE WHEN m.text_prop IS NULL THEN null ELSE rec[m.text_prop] END AS rec_text,
-     CASE WHEN u IS NOT NULL AND EXISTS { (u)-[r:INTERACTED]->(rec) WHERE r.rating IS NULL OR r.rating >= $like } THEN 1 ELSE 0 END AS self
-WITH d, m, u, liked, liked_ratings, anchors, anchor_attrs, anchor_text, rec, rec_attrs, rec_text,
+     """ + self_liked + """ AS self
+WITH """ + keep + """, rec_attrs, rec_text,
      COLLECT {
        MATCH (rec)-[c:CO_LIKED]->(a:Item)
        WHERE c.tag = m.tag AND a <> rec AND c.count - self > 0 AND a IN liked
        RETURN {a: a, count: c.count - self, weight: c.weight, witnesses: c.witnesses} AS x
        ORDER BY c.weight DESC, c.count DESC, a.id LIMIT 1
      } AS co
-WITH d, m, u, liked, liked_ratings, anchors, anchor_attrs, anchor_text, rec, rec_attrs, rec_text, head(co) AS best
-WITH d, m, u, liked, liked_ratings, anchors, anchor_attrs, anchor_text, rec, rec_attrs, rec_text, best, best.a AS ba
-RETURN rec.id AS id, rec.title AS title, COUNT { (rec)<-[:INTERACTED]-() } AS deg,
+WITH """ + keep + """, rec_attrs, rec_text, head(co) AS best
+WITH """ + keep + """, rec_attrs, rec_text, best, best.a AS ba
+RETURN """ + carry + """rec.id AS id, rec.title AS title, COUNT { (rec)<-[:INTERACTED]-() } AS deg,
   CASE WHEN ba IS NULL THEN null ELSE {
     anchor: ba.id, title: ba.title, co: best.count, weight: best.weight,
     rating: [k IN range(0, size(liked) - 1) WHERE liked[k] = ba | liked_ratings[k]][0],
@@ -297,36 +324,30 @@ RETURN rec.id AS id, rec.title AS title, COUNT { (rec)<-[:INTERACTED]-() } AS de
     RETURN {anchor: anchors[j].id, title: anchors[j].title, rating: liked_ratings[j], cos: cos} AS x
   } AS semantic,
   coalesce(m.n_users, 0) AS n_users
-"""
-_FAST_PER_ITEM = _FAST_PREP + _FAST_FROM_IDS + _FAST_REASONS
+""")
 
-Q_EXPLAIN_FAST_USER = (_FAST_ANCHORS_USER + _FAST_PER_ITEM).replace("__ATTR_TYPES__", _ATTR_TYPES)
-Q_EXPLAIN_FAST_ITEMS = (_FAST_ANCHORS_ITEMS + _FAST_PER_ITEM).replace("__ATTR_TYPES__", _ATTR_TYPES)
 
-_TEMPLATES = {
-    ("fast", True): _FAST_ANCHORS_USER + _FAST_PER_ITEM, ("fast", False): _FAST_ANCHORS_ITEMS + _FAST_PER_ITEM,
-    ("live", True): _ANCHORS_USER + _PER_ITEM, ("live", False): _ANCHORS_ITEMS + _PER_ITEM,
-}
+def _fast_per_item(types: tuple[str, ...]) -> str:
+    return _fast_prep(types) + _FAST_FROM_IDS + _fast_reasons(types)
+
+
+Q_EXPLAIN_FAST_USER = _FAST_ANCHORS_USER + _fast_per_item(_ALL_TYPES)
+Q_EXPLAIN_FAST_ITEMS = _FAST_ANCHORS_ITEMS + _fast_per_item(_ALL_TYPES)
+
 _TYPES_TTL_S = 60.0
 _types_seen: dict[tuple[int, str], tuple[float, tuple[str, ...]]] = {}
 
 
 @lru_cache(maxsize=64)
 def attr_query(kind: str, for_user: bool, types: tuple[str, ...]) -> str:
-    """An explanation query whose attribute patterns name only ``types`` (allow-listed, backtick-quoted).
-
-    A typed expansion skips the item's other relationships (``CO_LIKED``, ``INTERACTED``); naming
-    only the types that exist keeps Neo4j from warning about unknown relationship types.
-    """
-    return _with_types(_TEMPLATES[(kind, for_user)], types)
-
-
-def _with_types(q: str, types: tuple[str, ...]) -> str:
-    """``q`` with its ``__ATTR_TYPES__`` patterns naming ``types`` (or removed when there is none)."""
+    """An explanation query (``fast``: materialised co-likes, ``live``: liker sets) whose attribute
+    patterns name only ``types`` (allow-listed, backtick-quoted)."""
     types = tuple(t for t in types if t in ATTRIBUTE_RELS)
-    if not types:
-        return re.sub(r"\[\((\w+)\)-\[(\w+):__ATTR_TYPES__\]->\((\w+)\) \| [^\]]*\]", "[]", q)
-    return q.replace("__ATTR_TYPES__", "|".join(f"`{t}`" for t in types))
+    if kind == "fast":
+        return (_FAST_ANCHORS_USER if for_user else _FAST_ANCHORS_ITEMS) + _fast_per_item(types)
+    if kind == "live":
+        return (_ANCHORS_USER if for_user else _ANCHORS_ITEMS) + _per_item(types)
+    raise ValueError(f"unknown explanation query kind {kind!r}")
 
 
 @lru_cache(maxsize=16)
@@ -339,13 +360,13 @@ def explained_query(recommend_query: str, columns: tuple[str, ...], types: tuple
     :data:`Q_EXPLAIN_FAST_USER`, and every result row holds ``rrow`` next to that query's columns.
     No row at all when the co-likes are stale: the caller then runs the two queries separately.
     """
+    types = tuple(t for t in types if t in ATTRIBUTE_RELS)
     carry = "{" + ", ".join(f"`{c}`: `{c}`" for c in columns) + "}"
-    reasons = (_FAST_REASONS.replace("WITH d, m, u, liked,", "WITH d, m, u, rrow, liked,").replace("RETURN rec.id AS id", "RETURN rrow, rec.id AS id")
-               .replace(_SELF_LIKED, "0 AS self"))  # the recommended items are unseen (exclude_seen): never liked
-    q = (_FAST_ANCHORS_USER + _FAST_PREP + "CALL (d, m, u) {\n" + recommend_query + "}\n"
-         + f"WITH d, m, u, liked, liked_ratings, anchors, anchor_attrs, anchor_text, {carry} AS rrow\n"
-         + "MATCH (rec:Item {dataset: $dataset, gen: d.gen, id: rrow.id})\n" + reasons)
-    return _with_types(q, types)
+    # the recommended items are unseen (exclude_seen): never liked by the user themselves
+    reasons = _fast_reasons(types, carry="rrow, ", self_liked="0")
+    return (_FAST_ANCHORS_USER + _fast_prep(types) + "CALL (d, m, u) {\n" + recommend_query + "}\n"
+            + f"WITH d, m, u, liked, liked_ratings, anchors, anchor_attrs, anchor_text, {carry} AS rrow\n"
+            + "MATCH (rec:Item {dataset: $dataset, gen: d.gen, id: rrow.id})\n" + reasons)
 
 
 def _present_attr_types(driver: neo4j.Driver, database: str) -> tuple[str, ...]:

@@ -36,6 +36,7 @@ from graph.connection import read
 from graph.embeddings import active_model, require_active_model
 from graph.feedback import Interaction, InteractionResult, record_interaction
 from graph.recommend_fusion import FusionParams, ScoreParts, fused_score, score_parts, unseen_upper_bound
+from graph.serving.filters import item_predicate
 from graph.serving.records import LiveScoreParts
 from graphrec.errors import (
     InvalidArgumentError,
@@ -138,17 +139,14 @@ WITH d, m, u, uvec,
 CALL db.index.vector.queryNodes(m.item_index, n, uvec) YIELD node AS i, score
 """ + _FILTERS
 
-# Business filters of one candidate item ``i`` of user ``u`` (``d`` the dataset).
-_SEEN_FILTER = "($exclude_seen = false OR NOT EXISTS { (u)-[:INTERACTED]->(i) })"
-_ITEM_FILTERS = """
-i.dataset = $dataset AND i.gen = d.gen
-  AND """ + _SEEN_FILTER + """
-  AND ($genres IS NULL OR EXISTS { (i)-[:HAS_GENRE]->(g:Genre) WHERE g.name IN $genres })
-  AND ($year_min IS NULL OR i.year >= $year_min)
-  AND ($year_max IS NULL OR i.year <= $year_max)
-  AND ($include_ids IS NULL OR i.id IN $include_ids)
-  AND NOT i.id IN $exclude_ids
-"""
+# Business filters of one candidate item ``i`` of user ``u`` (``d`` the dataset): graph.serving.filters.
+def item_filters(check_seen: bool = True) -> str:
+    """The filters of candidate ``i``; ``check_seen=False`` leaves out the seen-item test (callers that
+    already removed the user's items)."""
+    return "\n" + item_predicate("i", check_seen) + "\n"
+
+
+_ITEM_FILTERS = item_filters()
 
 # Score-level fusion (graph + content + popularity), in ONE query with the pointer read. A model
 # without fusion data (or a user without statistics) falls back to weights (1, 0, 0) and mean 0 /
@@ -194,7 +192,7 @@ CALL (d, m, u, w) {
   UNWIND m.fusion_popular AS pid
   WITH d, m, pid WHERE NOT pid IN seen
   MATCH (i:Item {dataset: $dataset, gen: d.gen, id: pid})
-  WHERE """ + _ITEM_FILTERS.replace(_SEEN_FILTER, "true") + """
+  WHERE """ + item_filters(check_seen=False) + """
   WITH m, i LIMIT $fetch
   RETURN collect({i: i, ok: true}) AS p_hits, min(coalesce(i[m.pop_prop], 0.0)) AS p_taken_min, count(i) AS p_taken
 }
@@ -216,9 +214,11 @@ CALL (g_hits, c_hits, p_hits, i_hits) {
 
 # Scoring of the candidates ``i`` (``gs`` / ``cs``: index scores already known, ``checked``: filters
 # already applied), shared by the index search above and the serving-list path below.
-_FUSED_SCORING = """
+def fused_scoring(candidate_filter: str) -> str:
+    """The scoring of candidates ``i`` that pass ``candidate_filter`` (a Cypher predicate)."""
+    return """
 WITH d, m, u, uvec, st, prof, n, unorm, w, g_min, c_min, c_used, p_min, p_used, i, gs, cs, checked
-WHERE __CANDIDATE_FILTER__
+WHERE """ + candidate_filter + """
 WITH m, u, uvec, st, prof, n, unorm, w, g_min, c_min, c_used, p_min, p_used, i, cs,
      CASE WHEN gs IS NULL THEN vector.similarity.cosine(uvec, i[m.item_prop]) ELSE gs END AS gcos
 WHERE gcos IS NOT NULL
@@ -243,7 +243,8 @@ RETURN m.version AS version, m.tag AS tag, m.max_norm AS max_norm, m.n_items AS 
        CASE WHEN $with_vectors THEN i[m.item_prop] ELSE null END AS vector
 """
 
-Q_RECOMMEND_FUSED = _Q_FUSED_SOURCES + _FUSED_SCORING.replace("__CANDIDATE_FILTER__", "checked OR (" + _ITEM_FILTERS + ")")
+
+Q_RECOMMEND_FUSED = _Q_FUSED_SOURCES + fused_scoring("checked OR (" + _ITEM_FILTERS + ")")
 
 # The serving-list path (graph.serving_lists): the first $fetch entries of the user's list of the
 # active model, filtered, the first $limit survivors in list order; then the same scoring. ``n`` is
@@ -266,11 +267,11 @@ WITH d, m, u, uvec, top, st, n, unorm, w, prof,
      CASE WHEN $exclude_seen THEN COLLECT { MATCH (u)-[:INTERACTED]->(x) RETURN x } ELSE [] END AS seen
 UNWIND range(0, CASE WHEN $fetch < n THEN $fetch ELSE n END - 1) AS r
 MATCH (i:Item {dataset: $dataset, gen: d.gen, id: top[r]})
-WHERE NOT i IN seen AND """ + _ITEM_FILTERS.replace(_SEEN_FILTER, "true") + """
+WHERE NOT i IN seen AND """ + item_filters(check_seen=False) + """
 WITH d, m, u, uvec, st, prof, n, unorm, w, i, r ORDER BY r LIMIT $limit
 WITH d, m, u, uvec, st, prof, n, unorm, w, null AS g_min, null AS c_min, false AS c_used, null AS p_min, false AS p_used, i,
      null AS gs, null AS cs, true AS checked
-""" + _FUSED_SCORING.replace("__CANDIDATE_FILTER__", "checked")
+""" + fused_scoring("checked")
 
 
 Q_RECOMMEND_VECTOR = """

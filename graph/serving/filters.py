@@ -8,20 +8,23 @@ A predicate is built for a variable name (checked) and reads only ``$parameters`
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from graph.recommend import Filters
+if TYPE_CHECKING:
+    from graph.recommend import Filters
 
 _VAR = re.compile(r"^[a-z][a-z0-9_]{0,20}$")
 
 
-def item_predicate(var: str = "i") -> str:
-    """``var`` is an item of the active generation that passes the filters and was not seen by ``u``."""
+def item_predicate(var: str = "i", check_seen: bool = True) -> str:
+    """``var`` is an item of the active generation that passes the filters and (``check_seen``) was not
+    seen by ``u``; the one definition of the business filters, used by every serving query."""
     if not _VAR.match(var):
         raise ValueError(f"bad Cypher variable name {var!r}")
+    seen = f"($exclude_seen = false OR u IS NULL OR NOT EXISTS {{ (u)-[:INTERACTED]->({var}) }})" if check_seen else "true"
     return (
         f"{var}.dataset = $dataset AND {var}.gen = d.gen"
-        f" AND ($exclude_seen = false OR u IS NULL OR NOT EXISTS {{ (u)-[:INTERACTED]->({var}) }})"
+        f" AND {seen}"
         f" AND ($genres IS NULL OR EXISTS {{ ({var})-[:HAS_GENRE]->(g:Genre) WHERE g.name IN $genres }})"
         f" AND ($year_min IS NULL OR {var}.year >= $year_min)"
         f" AND ($year_max IS NULL OR {var}.year <= $year_max)"
