@@ -106,7 +106,7 @@ def _import_plugins() -> None:
 
     import gnn.baselines  # noqa: F401
 
-    for name in ("gnn.fusion",):
+    for name in ("gnn.filters", "gnn.fusion"):
         try:
             importlib.import_module(name)
         except ImportError:

@@ -1,4 +1,6 @@
-"""``graphrec bench train``: LightGCN training speed and accuracy on the LightGCN Gowalla split.
+"""``graphrec bench train``: LightGCN training speed and accuracy on the LightGCN Gowalla split,
+or (``--model gfcf|chebycf|ease|auto``) a closed-form graph filter's fit and evaluation
+(:mod:`gnn.filters.bench`).
 
 Prints per-epoch time, evaluation time and Recall@20 / NDCG@20 over epochs, and writes them as
 JSON plus a PNG curve. Evaluation is on the data's own test part (as in the paper, no validation
@@ -50,8 +52,14 @@ def register_bench(bench_app: typer.Typer) -> None:
             False, "--resume/--no-resume",
             help="Continue from the training state in --out (give the same options; --epochs, --eval-every and --device may change).",
         ),
+        model: str = opts.MODEL,
+        filter_param: list[str] = opts.FILTER_PARAM,
+        neighbours_top_k: int | None = opts.NEIGHBOURS_TOP_K,
+        select_on: str = opts.SELECT_ON,
+        budget: float = opts.SELECT_BUDGET,
+        max_val_users: int = opts.MAX_VAL_USERS,
     ) -> None:
-        """Run a training recipe on LightGCN-format data; print epoch / eval times and accuracy."""
+        """Run a training recipe (or fit a graph filter) on LightGCN-format data; print times and accuracy."""
         import torch
 
         if threads is not None:
@@ -60,6 +68,12 @@ def register_bench(bench_app: typer.Typer) -> None:
             from gnn.host_memory import retain_freed_memory
 
             retain_freed_memory()
+        if model != "lightgcn":
+            opts.run_filter_bench_command(
+                dataset=dataset, path=path, model=model, filter_param=filter_param, neighbours_top_k=neighbours_top_k,
+                select_on=select_on, budget=budget, max_val_users=max_val_users, device=device, seed=seed, out=out,
+            )
+            return
         from gnn.evaluate import Evaluator, resolve_device
         from gnn.plots import plot_curves
         from gnn.train import EpochRecord, create_model, train_model

@@ -48,6 +48,19 @@ RETAIN_MEMORY = typer.Option(
     "(gnn.host_memory; same results, ~25% faster CPU steps on Gowalla).",
 )
 
+MODEL = typer.Option(
+    "lightgcn", "--model",
+    help="lightgcn (the recipe), or a closed-form graph filter: gfcf, chebycf, ease, or auto (chosen on a validation part).",
+)
+FILTER_PARAM = typer.Option([], "--filter-param", help="A graph filter setting key=value (repeatable), e.g. alpha=0.3.")
+NEIGHBOURS_TOP_K = typer.Option(None, "--neighbours-top-k", min=1, help="Graph filters: item-item weights kept per item (default 100).")
+SELECT_ON = typer.Option(
+    "val", "--select-on",
+    help="auto: choose settings on a validation part carved from train (val), or on the test part (test: the literature's protocol).",
+)
+SELECT_BUDGET = typer.Option(600.0, "--budget", help="auto: time budget of the search in seconds.")
+MAX_VAL_USERS = typer.Option(8192, "--max-val-users", help="auto: validation users scored per candidate (a seeded sample).")
+
 #: Options that run the recipe rather than change it (left out of the "tuned" list in titles).
 RUN_OPTIONS: frozenset[str] = frozenset({"epochs", "eval_every", "device", "seed"})
 
@@ -94,3 +107,51 @@ def load_fixed_split(path: Path, dataset: str, seed: int) -> tuple[InteractionDa
     frames = read_lightgcn(path, name=dataset)
     snap = snapshot_from_frames(frames, SplitSpec(name="fixed", params={"val_fraction": 0.0}), seed=seed)
     return InteractionData.from_snapshot(snap), time.perf_counter() - t0
+
+
+def parse_filter_params(values: list[str]) -> dict[str, Any]:
+    """``key=value`` strings as settings (ints, floats, ``none`` -> None, else strings)."""
+    from graphrec.errors import InvalidArgumentError
+
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InvalidArgumentError(f"filter setting {item!r} is not key=value")
+        val: Any = raw
+        if raw.lower() == "none":
+            val = None
+        else:
+            for cast in (int, float):
+                try:
+                    val = cast(raw)
+                    break
+                except ValueError:
+                    pass
+        out[key.strip()] = val
+    return out
+
+
+def run_filter_bench_command(
+    *, dataset: str, path: Path, model: str, filter_param: list[str], neighbours_top_k: int | None,
+    select_on: str, budget: float, max_val_users: int, device: str, seed: int, out: Path,
+) -> None:
+    """``bench train --model <graph filter>``: fit, evaluate, print and write ``bench_train.json``."""
+    import json
+
+    from gnn.filters.bench import run_filter_bench
+    from gnn.filters.selection import SelectionConfig
+
+    overrides = parse_filter_params(filter_param)
+    if neighbours_top_k is not None:
+        overrides["neighbours_top_k"] = neighbours_top_k
+    selection = SelectionConfig(time_budget_s=budget, max_val_users=max_val_users, seed=seed,
+                                **({"neighbours_top_k": overrides["neighbours_top_k"]} if "neighbours_top_k" in overrides else {}))
+    data, load_s = load_fixed_split(path, dataset, seed)
+    typer.echo(f"{dataset}: {data.num_users} users, {data.num_items} items, train {len(data.train)}, test {len(data.test)} (read {load_s:.1f} s)")
+    record = run_filter_bench(data, model, overrides=overrides, selection=selection, select_on=select_on, device=device, echo=typer.echo)
+    record = {"dataset": dataset, "path": str(path), "read_seconds": round(load_s, 2), **record}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_train.json").write_text(json.dumps(record, indent=2))
+    typer.echo(json.dumps({k: v for k, v in record.items() if k not in ("selection", "config")}, indent=2))
+    typer.echo(f"wrote {out / 'bench_train.json'}")

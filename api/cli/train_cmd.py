@@ -77,7 +77,17 @@ def train(
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the split."),
     recipe: str = typer.Option("paper", "--recipe", help="paper or default (see docs/training.md)."),
     config_file: Path | None = typer.Option(None, "--config", help="TrainConfig JSON (overrides the recipe; options override it)."),
-    model: str | None = typer.Option(None, "--model", help="lightgcn, mf, or a registered plug-in model."),
+    model: str | None = typer.Option(
+        None, "--model",
+        help="lightgcn, mf, a registered plug-in model, or a closed-form graph filter: gfcf, chebycf, ease, auto (chosen on validation).",
+    ),
+    filter_param: list[str] = opts.FILTER_PARAM,
+    neighbours_top_k: int | None = opts.NEIGHBOURS_TOP_K,
+    budget: float = opts.SELECT_BUDGET,
+    refit_all: bool = typer.Option(
+        False, "--refit-all/--no-refit-all",
+        help="Graph filters: after evaluating, refit the settings on every part (train + val + test) and save that model for serving.",
+    ),
     dim: int | None = typer.Option(None, "--dim", help="Embedding dimension."),
     layers: int | None = typer.Option(None, "--layers", help="LightGCN layers."),
     lr: float | None = typer.Option(None, "--lr", help="Adam learning rate."),
@@ -140,6 +150,15 @@ def train(
     if split == "fixed":
         params.setdefault("val_fraction", 0.1)
     snap = load_snapshot(settings, dataset=dataset, snapshot=snapshot, lightgcn=lightgcn, split=split, params=params, seed=split_seed)
+    from gnn.filters.bench import FILTER_MODELS
+
+    if model in FILTER_MODELS:
+        _train_filter(
+            InteractionData.from_snapshot(snap), model, filter_param=filter_param, neighbours_top_k=neighbours_top_k,
+            budget=budget, refit_all=refit_all, device=device or settings.device, seed=seed if seed is not None else 0,
+            out=out, models_dir=settings.models_dir,
+        )
+        return
     base = TrainConfig.load(config_file) if config_file else RECIPES[recipe]()
     config = base.with_options(
         model=model, embedding_dim=dim, num_layers=layers, lr=lr, reg=reg, batch_size=batch_size, epochs=epochs,
@@ -150,6 +169,11 @@ def train(
     if init is not None:
         config.init_std = parse_init_std(init)
     data = InteractionData.from_snapshot(snap)
+    if len(data.val) == 0:
+        from gnn.holdout import DEFAULT_VAL_FRACTION, carve_validation
+
+        data = carve_validation(data, DEFAULT_VAL_FRACTION, seed=config.seed)
+        typer.echo(f"no validation part: carved {len(data.val)} training interactions ({DEFAULT_VAL_FRACTION:.0%} per user) for early stopping")
     typer.echo(
         f"{data.dataset}: {data.num_users} users, {data.num_items} items; train {len(data.train)}, "
         f"val {len(data.val)}, test {len(data.test)}; model {config.model}, device {config.device}"
@@ -175,6 +199,52 @@ def train(
     plot_curves(path / "curve.png", history["history"], metrics=[config.monitor], title=f"{config.model} on {data.dataset}")
     typer.echo(f"checkpoint written to {path}")
     typer.echo(json.dumps({"version": version, "best_epoch": result.best_epoch, "val": result.best_metrics, "test": test_metrics}, indent=2))
+
+
+def _train_filter(
+    data: Any, model: str, *, filter_param: list[str], neighbours_top_k: int | None, budget: float, refit_all: bool,
+    device: str, seed: int, out: Path | None, models_dir: Path,
+) -> None:
+    """Fit a graph filter (``auto``: chosen on validation, then refitted on train + val), evaluate it, save it.
+
+    The checkpoint's ``val_metrics`` / ``test_metrics`` describe the evaluated model; ``extra.fitted_on``
+    names the parts the saved model saw (all of them with ``--refit-all``: the served model).
+    """
+    from gnn.checkpoint import new_version, save_checkpoint
+    from gnn.evaluate import Evaluator
+    from gnn.filters.config import filter_config
+    from gnn.filters.selection import SelectionConfig, auto_fit, checkpoint_extra, fit_filter, fit_for_serving
+
+    overrides = opts.parse_filter_params(filter_param)
+    if neighbours_top_k is not None:
+        overrides["neighbours_top_k"] = neighbours_top_k
+    selection = None
+    if model == "auto":
+        cfg = SelectionConfig(time_budget_s=budget, seed=seed, **({"neighbours_top_k": overrides["neighbours_top_k"]} if "neighbours_top_k" in overrides else {}))
+        fitted = auto_fit(data, cfg, device)
+        net, selection, eval_data, config = fitted.model, fitted.selection, fitted.data, fitted.selection.config
+        typer.echo(f"selected {config.model_dump()} on validation: {selection.val_metrics} ({selection.seconds:.1f} s)")
+    else:
+        config = filter_config(model, **overrides)
+        eval_data = data
+        net = fit_filter(config, data, ("train",), device)
+    val_metrics = selection.val_metrics if selection else {}
+    if selection is None and len(eval_data.val):
+        val_metrics = Evaluator(eval_data, "val", ks=[10, 20], device=device).evaluate(net).metrics
+    test_metrics = Evaluator(eval_data, "test", ks=[10, 20], device=device).evaluate(net).metrics if len(eval_data.test) else {}
+    evaluated_on = list(net.fitted_parts)
+    if refit_all:
+        net = fit_for_serving(eval_data, config, device)
+        typer.echo(f"refitted on {list(net.fitted_parts)} for serving")
+    version = new_version(config.model)
+    target = out or models_dir / data.dataset / version
+    extra = checkpoint_extra(net, config, selection, evaluated_model_fitted_on=evaluated_on)
+    path = save_checkpoint(
+        target, net, users=data.users, items=data.items, dataset=data.dataset, snapshot_hash=data.snapshot_hash,
+        version=version, val_metrics=val_metrics, test_metrics=test_metrics, extra=extra,
+    )
+    typer.echo(f"checkpoint written to {path}")
+    typer.echo(json.dumps({"version": version, "fitted_on": extra["fitted_on"], "val": val_metrics, "test": test_metrics}, indent=2))
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,362 @@
+"""Automatic choice of a graph filter and its settings on a validation part, in bounded time.
+
+:func:`select_filter` scores a small grid on the validation part (Recall@20 / NDCG@20 through the
+same masking and metrics as :class:`gnn.evaluate.Evaluator`, training part as history): GF-CF
+(low-pass weight and rank), EASE (L2 weight, where it fits in memory) and Chebyshev filters
+(order, degree exponent, flatness, low-pass weight). Settings that share the expensive part of the
+scores are evaluated in one pass (one sparse filtering per block serves every low-pass weight,
+rank and flatness), passes run cheapest first and stop at the time budget, and at most
+``max_val_users`` validation users (a seeded sample) are scored.
+
+:func:`auto_fit` carves a validation part out of the training part when the data has none
+(:func:`gnn.holdout.carve_validation`), selects, and refits the chosen settings on train + val;
+:func:`fit_for_serving` refits a config on every part (train + val + test) for publishing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
+
+from graphrec.errors import InvalidArgumentError, ModelError
+from gnn.data import InteractionData
+from gnn.evaluate import Evaluator, resolve_device
+from gnn.filters.base import DEFAULT_NEIGHBOURS_TOP_K, GraphFilter
+from gnn.filters.chebyshev import chebyshev_coefficients, chebyshev_filter_t
+from gnn.filters.config import FilterConfig, filter_config
+from gnn.filters.ease import DEFAULT_MAX_BYTES, ease_memory_bytes
+from gnn.filters.normalise import ItemGraph, degree_power
+from gnn.holdout import DEFAULT_VAL_FRACTION, carve_validation, merge_parts
+from gnn.metrics import METRIC_FUNCTIONS
+
+log = logging.getLogger(__name__)
+
+ALL_PARTS: tuple[str, ...] = ("train", "val", "test")
+
+
+class SelectionConfig(BaseModel):
+    """What :func:`select_filter` searches and how long it may take."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    models: list[str] = Field(default_factory=lambda: ["gfcf", "ease", "chebycf"])
+    """Filter families to consider (EASE only where its dense matrices fit in ``ease_max_bytes``)."""
+    time_budget_s: float = Field(600.0, gt=0)
+    """Wall-clock budget of the search: no pass starts once it is spent or would overrun it (estimated)."""
+    max_val_users: int = Field(8192, gt=0)
+    """Validation users scored (a seeded sample when there are more)."""
+    val_fraction: float = Field(DEFAULT_VAL_FRACTION, gt=0, lt=1)
+    """Share of each user's training interactions carved out when the data has no validation part."""
+    seed: int = 0
+    """Seed of the carving and of the user sample."""
+    monitor: str = "ndcg@20"
+    """Validation metric to maximise (``ndcg@20`` or ``recall@20``)."""
+    alphas: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.5, 1.0])
+    """Low-pass weights tried."""
+    ranks: list[int] = Field(default_factory=lambda: [128, 256, 512])
+    """Low-pass ranks tried with GF-CF (the Chebyshev filters use the best of them)."""
+    orders: list[int] = Field(default_factory=lambda: [2, 4, 8])
+    """Chebyshev orders tried (cheapest first)."""
+    powers: list[float] = Field(default_factory=lambda: [0.3, 0.5])
+    """Degree normalisation exponents tried with the Chebyshev filters."""
+    flatnesses: list[float] = Field(default_factory=lambda: [0.5, 1.0, 1.5, 2.0, 3.0])
+    """Flatness of the Chebyshev target response tried."""
+    ease_regs: list[float] = Field(default_factory=lambda: [100.0, 300.0, 1000.0, 3000.0])
+    """EASE L2 weights tried."""
+    ease_max_bytes: int = Field(DEFAULT_MAX_BYTES, gt=0)
+    """Memory limit of EASE's dense matrices (EASE is skipped above it)."""
+    neighbours_top_k: int | None = Field(DEFAULT_NEIGHBOURS_TOP_K, gt=0)
+    """``neighbours_top_k`` of the chosen model (the search scores the exact filters)."""
+    batch_users: int = Field(1024, gt=0)
+    """Users per scoring block during the search."""
+
+
+@dataclass
+class SelectionResult:
+    """The chosen config, every candidate's validation scores, and what the search cost."""
+
+    config: FilterConfig
+    val_metrics: dict[str, float]
+    candidates: list[dict[str, Any]]
+    seconds: float
+    val_users: int
+    skipped: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "config": self.config.model_dump(),
+            "val_metrics": self.val_metrics,
+            "seconds": self.seconds,
+            "val_users": self.val_users,
+            "skipped": self.skipped,
+            "candidates": self.candidates,
+        }
+
+
+def evaluate_candidates(evaluator: Evaluator, users: Tensor, scores: Callable[[Tensor], Iterator[Tensor]], count: int, k: int = 20) -> list[dict[str, float]]:
+    """Recall@k / NDCG@k of ``count`` scorers sharing one pass over ``users`` (seen items masked as the evaluator does).
+
+    Args:
+        evaluator: Gives the masked items, the targets and the device.
+        users: Users to evaluate (each must have targets).
+        scores: Maps a block of users to an iterator over the ``count`` candidates' score blocks.
+        count: Number of candidates.
+        k: Cut-off.
+    """
+    sums = torch.zeros(count, 2, dtype=torch.float64)
+    for start in range(0, users.numel(), evaluator.batch_users):
+        block = users[start : start + evaluator.batch_users].to(evaluator.device)
+        rows, cols = evaluator.exclude.gather(block)
+        n_rel = evaluator.target.counts[block]
+        seen = 0
+        for c, s in enumerate(scores(block)):
+            s = s.to(evaluator.device, torch.float32)
+            s[rows, cols] = float("-inf")
+            top_s, top = torch.topk(s, min(k, s.shape[1]), dim=1)
+            hits = evaluator.target.contains(block.unsqueeze(1), top) & (top_s > float("-inf"))
+            sums[c, 0] += float(METRIC_FUNCTIONS["recall"](hits, n_rel, k).sum())
+            sums[c, 1] += float(METRIC_FUNCTIONS["ndcg"](hits, n_rel, k).sum())
+            seen += 1
+        if seen != count:
+            raise ModelError(f"candidate scorer gave {seen} score blocks, expected {count}")
+    n = max(users.numel(), 1)
+    return [{f"recall@{k}": float(r) / n, f"ndcg@{k}": float(g) / n} for r, g in sums.tolist()]
+
+
+def _sample_users(evaluator: Evaluator, limit: int, seed: int) -> Tensor:
+    users = evaluator.users
+    if users.numel() <= limit:
+        return users
+    gen = torch.Generator().manual_seed(seed)
+    return users[torch.randperm(users.numel(), generator=gen)[:limit].to(users.device)].sort().values
+
+
+class _Search:
+    """State of one search: the graph, the shared low-pass basis, the candidates scored so far."""
+
+    def __init__(self, data: InteractionData, cfg: SelectionConfig, device: torch.device) -> None:
+        self.cfg, self.device, self.data = cfg, device, data
+        self.graph = ItemGraph(data.train.users.to(device), data.train.items.to(device), data.num_users, data.num_items, device)
+        self.evaluator = Evaluator(data, "val", ks=[20], metrics=("recall", "ndcg"), batch_users=cfg.batch_users, device=device)
+        self.users = _sample_users(self.evaluator, cfg.max_val_users, cfg.seed)
+        max_rank = max(cfg.ranks) if cfg.ranks else 0
+        self.basis, _ = self.graph.low_pass_basis(max_rank) if max_rank and any(cfg.alphas) else (torch.zeros(data.num_items, 0, device=device), None)
+        self.candidates: list[dict[str, Any]] = []
+        self.best_rank = min(256, self.basis.shape[1])
+
+    def factors(self, power: float, rank: int) -> tuple[Tensor, Tensor]:
+        d = self.graph.item_degree.unsqueeze(1)
+        v = self.basis[:, :rank]
+        return degree_power(d, -power) * v, degree_power(d, power) * v
+
+    def record(self, configs: list[FilterConfig], metrics: list[dict[str, float]], seconds: float) -> None:
+        for c, m in zip(configs, metrics):
+            self.candidates.append({"config": c.model_dump(exclude={"batch_users", "neighbours_top_k"}), **m, "pass_seconds": round(seconds, 2)})
+
+    def run(self, configs: list[FilterConfig], scores: Callable[[Tensor], Iterator[Tensor]]) -> float:
+        t0 = time.perf_counter()
+        metrics = evaluate_candidates(self.evaluator, self.users, scores, len(configs))
+        seconds = time.perf_counter() - t0
+        self.record(configs, metrics, seconds)
+        return seconds
+
+    # -- passes ----------------------------------------------------------------------------------------
+    def gfcf_pass(self) -> float:
+        combos = [(r, a) for r in self.cfg.ranks if r <= self.basis.shape[1] for a in self.cfg.alphas if a > 0] + [(0, 0.0)]
+        configs = [filter_config("gfcf", alpha=a, rank=r, neighbours_top_k=self.cfg.neighbours_top_k) for r, a in combos]
+        facs = {r: self.factors(0.5, r) for r, _ in combos if r}
+
+        def scores(users: Tensor) -> Iterator[Tensor]:
+            h = self.graph.history_rows(users)
+            lin = self.graph.propagate(h.to_dense())
+            low = {r: (h @ p) @ q.t() for r, (p, q) in facs.items()}
+            for r, a in combos:
+                yield lin + a * low[r] if r else lin
+
+        seconds = self.run(configs, scores)
+        ranked = [c for c in self.candidates if c["config"]["model"] == "gfcf" and c["config"]["rank"] > 0]
+        if ranked:
+            self.best_rank = max(ranked, key=lambda c: c[self.cfg.monitor])["config"]["rank"]
+        return seconds
+
+    def chebycf_pass(self, order: int, power: float) -> float:
+        rank = self.best_rank
+        flats = list(self.cfg.flatnesses)
+        alphas = sorted(set(self.cfg.alphas) | {0.0}) if rank else [0.0]
+        configs = [
+            filter_config("chebycf", order=order, flatness=f, alpha=a, rank=rank, power=power, neighbours_top_k=self.cfg.neighbours_top_k)
+            for f in flats for a in alphas
+        ]
+        coeffs = torch.stack([chebyshev_coefficients(order, f) for f in flats]).float()
+        d = self.graph.item_degree
+        pre, post = degree_power(d, -power), degree_power(d, power)
+        p, q = self.factors(power, rank) if rank else (None, None)
+
+        def scores(users: Tensor) -> Iterator[Tensor]:
+            h = self.graph.history_rows(users)
+            xt = (h.to_dense() * pre).t().contiguous()
+            outs = chebyshev_filter_t(self.graph, xt, coeffs)
+            low = (h @ p) @ q.t() if p is not None else None
+            for out in outs:
+                lin = out.t() * post
+                for a in alphas:
+                    yield lin + a * low if (low is not None and a) else lin
+
+        return self.run(configs, scores)
+
+    def ease_pass(self, reg: float, gram: Tensor) -> float:
+        config = filter_config("ease", reg=reg, max_bytes=self.cfg.ease_max_bytes, neighbours_top_k=self.cfg.neighbours_top_k)
+        g = gram.clone()
+        g.diagonal().add_(reg)
+        p = torch.linalg.inv(g)
+        del g
+        p.div_(-p.diagonal().unsqueeze(0))
+        p.diagonal().zero_()
+
+        def scores(users: Tensor) -> Iterator[Tensor]:
+            yield self.graph.history_rows(users) @ p
+
+        return self.run([config], scores)
+
+
+def select_filter(data: InteractionData, cfg: SelectionConfig | None = None, device: str | torch.device = "auto") -> SelectionResult:
+    """Search the graph filters' settings on ``data``'s validation part (history: its training part).
+
+    Raises:
+        InvalidArgumentError: No validation part, unknown models or monitor.
+    """
+    cfg = cfg or SelectionConfig()
+    if len(data.val) == 0:
+        raise InvalidArgumentError("model selection needs a validation part; carve one with gnn.holdout.carve_validation")
+    unknown = set(cfg.models) - {"gfcf", "chebycf", "ease"}
+    if unknown or not cfg.models:
+        raise InvalidArgumentError(f"unknown graph filters {sorted(unknown)}; use gfcf, chebycf, ease")
+    if cfg.monitor not in ("ndcg@20", "recall@20"):
+        raise InvalidArgumentError("monitor must be ndcg@20 or recall@20")
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    search = _Search(data, cfg, dev)
+    skipped: list[str] = []
+    base_pass = None  # seconds of one filtering pass (one propagation per block)
+
+    def left() -> float:
+        return cfg.time_budget_s - (time.perf_counter() - t0)
+
+    if "gfcf" in cfg.models:
+        base_pass = search.gfcf_pass()
+        log.info("gfcf pass %.1f s", base_pass)
+    if "ease" in cfg.models:
+        if ease_memory_bytes(data.num_items) > cfg.ease_max_bytes:
+            skipped.append(f"ease: needs {ease_memory_bytes(data.num_items) / 1024**3:.1f} GiB > limit {cfg.ease_max_bytes / 1024**3:.1f} GiB")
+        else:
+            from gnn.filters.ease import _gram_cpu
+
+            h = search.graph.history
+            gram = torch.from_numpy(_gram_cpu(h.cpu())).to(dev) if dev.type == "cpu" else (h.t() @ h.to_dense())
+            est = 0.0
+            for reg in cfg.ease_regs:
+                if left() <= est:
+                    skipped.append(f"ease reg={reg}: time budget")
+                    continue
+                est = search.ease_pass(reg, gram)
+            del gram
+    if "chebycf" in cfg.models:
+        for order in sorted(cfg.orders):
+            for power in cfg.powers:
+                est = (base_pass or 0.0) * max(order, 1) * 1.2
+                if left() <= est:
+                    skipped.append(f"chebycf order={order} power={power}: time budget ({left():.0f} s left, ~{est:.0f} s needed)")
+                    continue
+                seconds = search.chebycf_pass(order, power)
+                base_pass = base_pass or seconds / max(order, 1)
+    if not search.candidates:
+        raise ModelError("no candidate was scored within the time budget")
+    best = max(search.candidates, key=lambda c: c[cfg.monitor])
+    settings = {k: v for k, v in best["config"].items() if k != "model"}
+    chosen = filter_config(best["config"]["model"], **settings, neighbours_top_k=cfg.neighbours_top_k)
+    if chosen.model == "ease":
+        chosen = filter_config("ease", **{**settings, "max_bytes": cfg.ease_max_bytes}, neighbours_top_k=cfg.neighbours_top_k)
+    return SelectionResult(
+        config=chosen,
+        val_metrics={k: best[k] for k in ("recall@20", "ndcg@20")},
+        candidates=search.candidates,
+        seconds=time.perf_counter() - t0,
+        val_users=int(search.users.numel()),
+        skipped=skipped,
+    )
+
+
+def fit_filter(config: FilterConfig, data: InteractionData, parts: tuple[str, ...] = ("train",), device: str | torch.device = "auto") -> GraphFilter:
+    """Build ``config``'s model and fit it on the union of ``parts`` of ``data``.
+
+    The model records the parts in ``fitted_parts`` (written to checkpoint metadata by the CLI).
+    """
+    parts = tuple(p for p in parts if len(data.part(p)) or p == "train")
+    model = config.build(data.num_users, data.num_items).to(resolve_device(device))
+    pairs = merge_parts(data, parts)
+    model.set_interactions(pairs.users, pairs.items)
+    model.fit()
+    model.fitted_parts = parts
+    return model
+
+
+def fit_for_serving(data: InteractionData, config: FilterConfig, device: str | torch.device = "auto") -> GraphFilter:
+    """Refit ``config`` on every interaction of ``data`` (train + val + test) for publishing.
+
+    The returned model's ``fitted_parts`` lists the parts it saw; its :meth:`GraphFilter.live_form`
+    is what serving stores.
+    """
+    return fit_filter(config, data, ALL_PARTS, device)
+
+
+@dataclass
+class AutoFit:
+    """Outcome of :func:`auto_fit`: the refitted model, the selection and the data it used."""
+
+    model: GraphFilter
+    selection: SelectionResult
+    data: InteractionData
+    carved: bool
+    fit_seconds: float
+
+
+def auto_fit(data: InteractionData, cfg: SelectionConfig | None = None, device: str | torch.device = "auto") -> AutoFit:
+    """Select on the validation part (carved from train when absent), then refit on train + val.
+
+    The refit model saw exactly the training pairs of ``data`` plus its validation pairs; the
+    test part is never used for a choice.
+    """
+    cfg = cfg or SelectionConfig()
+    carved = len(data.val) == 0
+    sel_data = carve_validation(data, cfg.val_fraction, cfg.seed) if carved else data
+    selection = select_filter(sel_data, cfg, device)
+    t0 = time.perf_counter()
+    model = fit_filter(selection.config, sel_data, ("train", "val"), device)
+    return AutoFit(model=model, selection=selection, data=sel_data, carved=carved, fit_seconds=time.perf_counter() - t0)
+
+
+def checkpoint_extra(model: GraphFilter, config: FilterConfig, selection: SelectionResult | None = None, **more: Any) -> dict[str, Any]:
+    """Checkpoint metadata of a fitted filter: the parts it was fitted on, its config, the selection."""
+    out: dict[str, Any] = {
+        "fitted_on": list(getattr(model, "fitted_parts", ("train",))),
+        "filter_config": config.model_dump(),
+        "neighbours_top_k": config.neighbours_top_k,
+        **more,
+    }
+    if selection is not None:
+        out["selection"] = {k: v for k, v in selection.to_json().items() if k != "candidates"}
+        out["selection"]["candidates_scored"] = len(selection.candidates)
+    return out
+
+
+__all__ = [
+    "ALL_PARTS", "AutoFit", "SelectionConfig", "SelectionResult", "auto_fit", "checkpoint_extra",
+    "evaluate_candidates", "fit_filter", "fit_for_serving", "select_filter",
+]

@@ -1,0 +1,277 @@
+"""Graph filters (GF-CF, Chebyshev, EASE): dense references, live forms, EASE refusal, carving, refits, selection."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from graphrec.errors import InvalidArgumentError, ModelError
+from gnn.checkpoint import load_checkpoint, save_checkpoint
+from gnn.data import InteractionData, SplitPart
+from gnn.evaluate import Evaluator
+from gnn.filters import EASE, GFCF, ChebyshevFilter
+from gnn.filters.chebyshev import chebyshev_coefficients, plateau
+from gnn.filters.config import FILTER_CONFIGS, filter_config, load_filter_config
+from gnn.filters.ease import check_ease_fits, ease_memory_bytes
+from gnn.filters.selection import (
+    SelectionConfig,
+    auto_fit,
+    evaluate_candidates,
+    fit_filter,
+    fit_for_serving,
+    select_filter,
+)
+from gnn.holdout import carve_validation, merge_parts
+
+from .conftest import random_data
+
+SETTINGS = {
+    "gfcf": dict(alpha=0.4, rank=6, power=0.5),
+    "chebycf": dict(order=5, flatness=1.5, alpha=0.3, rank=6, power=0.3),
+    "ease": dict(reg=20.0),
+}
+
+
+def _dense(data: InteractionData, part: SplitPart | None = None) -> np.ndarray:
+    part = part or data.train
+    r = np.zeros((data.num_users, data.num_items), dtype=np.float64)
+    r[part.users.numpy(), part.items.numpy()] = 1.0
+    return r
+
+
+def _pow(d: np.ndarray, p: float) -> np.ndarray:
+    return np.where(d > 0, np.maximum(d, 1) ** p, 0.0)
+
+
+def _top_subspace(r: np.ndarray, rank: int) -> np.ndarray:
+    du, di = r.sum(1), r.sum(0)
+    rn = _pow(du, -0.5)[:, None] * r * _pow(di, -0.5)[None, :]
+    _, _, vt = np.linalg.svd(rn)
+    return vt[:rank].T
+
+
+def reference_scores(model: str, r: np.ndarray, s: dict) -> np.ndarray:
+    """Textbook dense implementations (eigendecomposition for the Chebyshev filter, inverse for EASE)."""
+    du, di = r.sum(1), r.sum(0)
+    rn = _pow(du, -0.5)[:, None] * r * _pow(di, -0.5)[None, :]
+    p = rn.T @ rn
+    if model == "ease":
+        g = r.T @ r + s["reg"] * np.eye(r.shape[1])
+        inv = np.linalg.inv(g)
+        b = np.eye(r.shape[1]) - inv / np.diag(inv)[None, :]
+        return r @ b
+    beta = s["power"]
+    if model == "gfcf":
+        lin = r @ p
+    else:
+        mu, q = np.linalg.eigh(p)
+        x = np.clip(1 - 2 * mu, -1, 1)
+        c = chebyshev_coefficients(s["order"], s["flatness"]).numpy()
+        resp = sum(ck * np.cos(k * np.arccos(x)) for k, ck in enumerate(c))
+        lin = ((r * _pow(di, -beta)[None, :]) @ (q * resp[None, :]) @ q.T) * _pow(di, beta)[None, :]
+    v = _top_subspace(r, s["rank"])
+    low = (r * _pow(di, -beta)[None, :]) @ v @ v.T * _pow(di, beta)[None, :]
+    return lin + s["alpha"] * low
+
+
+@pytest.fixture
+def data() -> InteractionData:
+    return random_data(num_users=40, num_items=30, seed=5)
+
+
+@pytest.mark.parametrize("model", ["gfcf", "chebycf", "ease"])
+def test_exact_scores_equal_dense_reference(data: InteractionData, model: str) -> None:
+    net = fit_filter(filter_config(model, neighbours_top_k=None, **SETTINGS[model]), data, device="cpu")
+    got = net.scorer()(torch.arange(data.num_users)).numpy()
+    r = _dense(data)
+    expected = reference_scores(model, r, SETTINGS[model])
+    unseen = r == 0  # self-votes of history items are never recommended (and not served)
+    if model == "ease":
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    else:
+        np.testing.assert_allclose(got[unseen], expected[unseen], rtol=1e-3, atol=1e-4)
+    assert got.shape == (data.num_users, data.num_items) and np.isfinite(got).all()
+
+
+def test_low_pass_basis_spans_the_top_singular_subspace(data: InteractionData) -> None:
+    net = fit_filter(filter_config("gfcf", rank=6, neighbours_top_k=None), data, device="cpu")
+    v = net.basis.double().numpy()
+    ref = _top_subspace(_dense(data), 6)
+    np.testing.assert_allclose(v @ v.T, ref @ ref.T, atol=1e-4)
+    np.testing.assert_allclose(v.T @ v, np.eye(6), atol=1e-5)
+
+
+def test_chebyshev_interpolates_the_target_at_its_nodes() -> None:
+    order, flat = 6, 1.7
+    c = chebyshev_coefficients(order, flat)
+    nodes = torch.cos((torch.arange(order + 1, dtype=torch.float64) + 0.5) * torch.pi / (order + 1))
+    value = sum(ck * torch.cos(k * torch.arccos(nodes)) for k, ck in enumerate(c))
+    torch.testing.assert_close(value, plateau(nodes, flat))
+    # flatness 1 is the linear filter: response mu, i.e. T(x) = 0.5 - 0.5 x
+    torch.testing.assert_close(chebyshev_coefficients(3, 1.0), torch.tensor([0.5, -0.5, 0.0, 0.0], dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("model", ["gfcf", "chebycf", "ease"])
+@pytest.mark.parametrize("top_k", [1, 4])
+def test_live_form_equals_the_truncated_scorer(data: InteractionData, model: str, top_k: int) -> None:
+    net = fit_filter(filter_config(model, neighbours_top_k=top_k, **SETTINGS[model]), data, device="cpu")
+    assert net.truncated
+    live = net.live_form(top_k)
+    assert live.top_k <= top_k and live.neighbours.diagonal().sum() == 0
+    assert (live.rank > 0) == (model != "ease")
+    r = _dense(data)
+    got = net.scorer()(torch.arange(data.num_users)).numpy()
+    np.testing.assert_allclose(live.scores(r), got, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", ["gfcf", "chebycf", "ease"])
+def test_live_form_with_every_neighbour_equals_the_exact_model(data: InteractionData, model: str) -> None:
+    net = fit_filter(filter_config(model, neighbours_top_k=None, **SETTINGS[model]), data, device="cpu")
+    r = _dense(data)
+    live = net.live_form(data.num_items)
+    exact = net.scorer()(torch.arange(data.num_users)).numpy()
+    unseen = r == 0
+    # negative weights are not served: compare with the exact model restricted to positive weights
+    w = net.linear_rows(torch.arange(data.num_items)).numpy()
+    np.fill_diagonal(w, 0.0)
+    positive = r @ np.where(w > 0, w, 0.0) - r @ w
+    np.testing.assert_allclose(live.scores(r)[unseen], (exact + positive)[unseen], rtol=1e-4, atol=1e-5)
+
+
+def test_truncation_keeps_the_strongest_neighbours(data: InteractionData) -> None:
+    net = fit_filter(filter_config("gfcf", neighbours_top_k=None, rank=4), data, device="cpu")
+    full = net.linear_rows(torch.arange(data.num_items)).numpy()
+    np.fill_diagonal(full, -np.inf)
+    net.truncate(3)
+    w = net.stored_neighbours().toarray()
+    assert net.neighbours_top_k == 3 and net.init_kwargs["neighbours_top_k"] == 3
+    for i in range(data.num_items):
+        kept = np.flatnonzero(w[i])
+        assert len(kept) <= 3
+        if len(kept):
+            assert w[i, kept].min() >= np.sort(full[i])[-3] - 1e-6
+    with pytest.raises(ModelError, match="already truncated"):
+        net.truncate(2)
+    # a smaller live form cuts the stored rows further
+    assert net.live_form(2).top_k <= 2
+
+
+def test_ease_refuses_what_does_not_fit() -> None:
+    assert ease_memory_bytes(10_000) == 1_200_000_000
+    data = random_data(num_users=20, num_items=30, seed=2)
+    with pytest.raises(ModelError, match=r"12 \* items\^2 bytes .* 30 items, over the limit"):
+        fit_filter(filter_config("ease", max_bytes=1000), data, device="cpu")
+    with pytest.raises(ModelError, match="GiB"):
+        check_ease_fits(40_981, 4 * 1024**3)
+    check_ease_fits(18_000, 4 * 1024**3)
+
+
+def test_carve_validation_is_a_seeded_per_user_holdout_of_train() -> None:
+    data = random_data(num_users=60, num_items=40, per_user=(5, 20), seed=1)
+    data = dataclasses.replace(data, val=SplitPart(data.val.users[:0], data.val.items[:0]))
+    carved = carve_validation(data, 0.25, seed=3)
+    key = lambda p: set(zip(p.users.tolist(), p.items.tolist()))  # noqa: E731
+    assert key(carved.train) | key(carved.val) == key(data.train)
+    assert not key(carved.train) & key(carved.val)
+    assert key(carved.test) == key(data.test)
+    for u in range(data.num_users):
+        n = int((data.train.users == u).sum())
+        held = int((carved.val.users == u).sum())
+        assert held == int(np.floor(n * 0.25 + 0.5)) or n == 1
+        assert n == 0 or int((carved.train.users == u).sum()) >= 1
+    assert key(carve_validation(data, 0.25, seed=3).val) == key(carved.val)
+    assert key(carve_validation(data, 0.25, seed=4).val) != key(carved.val)
+    with pytest.raises(InvalidArgumentError):
+        carve_validation(data, 0.0)
+
+
+def test_refit_for_serving_uses_every_part(data: InteractionData) -> None:
+    config = filter_config("gfcf", rank=5, neighbours_top_k=4)
+    served = fit_for_serving(data, config, device="cpu")
+    assert served.fitted_parts == ("train", "val", "test")
+    everything = merge_parts(data, ("train", "val", "test"))
+    assert len(served.train_users) == len(everything) == len(data.train) + len(data.val) + len(data.test)
+    pairs = set(zip(served.train_users.tolist(), served.train_items.tolist()))
+    assert pairs == set(zip(everything.users.tolist(), everything.items.tolist()))
+    # the same as fitting on data whose training part holds every interaction
+    empty = SplitPart(data.val.users[:0], data.val.items[:0])
+    merged = dataclasses.replace(data, train=everything, val=empty, test=empty)
+    direct = fit_filter(config, merged, device="cpu")
+    users = torch.arange(data.num_users)
+    torch.testing.assert_close(served.scorer()(users), direct.scorer()(users))
+    assert served.live_form(4).scores(_dense(data, everything)).shape == (data.num_users, data.num_items)
+
+
+def test_auto_fit_selects_on_validation_then_refits_on_train_and_val() -> None:
+    data = random_data(num_users=60, num_items=30, per_user=(4, 14), seed=7)
+    no_val = dataclasses.replace(data, val=SplitPart(data.val.users[:0], data.val.items[:0]))
+    cfg = SelectionConfig(ranks=[4, 8], orders=[1, 2], powers=[0.5], flatnesses=[1.0, 2.0], alphas=[0.0, 0.5], ease_regs=[10.0, 100.0], neighbours_top_k=5)
+    fitted = auto_fit(no_val, cfg, device="cpu")
+    assert fitted.carved and len(fitted.data.val) > 0
+    assert fitted.model.fitted_parts == ("train", "val")
+    assert len(fitted.model.train_users) == len(no_val.train)  # train + carved val = the original training part
+    best = max(fitted.selection.candidates, key=lambda c: c["ndcg@20"])
+    assert fitted.selection.val_metrics["ndcg@20"] == best["ndcg@20"]
+    assert fitted.selection.config.model == best["config"]["model"] and fitted.selection.config.neighbours_top_k == 5
+    models = {c["config"]["model"] for c in fitted.selection.candidates}
+    assert models == {"gfcf", "chebycf", "ease"}
+
+
+def test_selection_scores_match_the_evaluator(data: InteractionData) -> None:
+    sel = select_filter(data, SelectionConfig(models=["gfcf"], ranks=[5], alphas=[0.3]), device="cpu")
+    cand = next(c for c in sel.candidates if c["config"]["alpha"] == 0.3)
+    net = fit_filter(filter_config("gfcf", rank=5, alpha=0.3, neighbours_top_k=None), data, device="cpu")
+    ev = Evaluator(data, "val", ks=[20], device="cpu").evaluate(net)
+    assert cand["ndcg@20"] == pytest.approx(ev["ndcg@20"], abs=1e-9)
+    assert cand["recall@20"] == pytest.approx(ev["recall@20"], abs=1e-9)
+    evaluator = Evaluator(data, "val", ks=[20], device="cpu")
+    two = evaluate_candidates(evaluator, evaluator.users, lambda u: iter([net.score_rows(u), net.score_rows(u)]), 2)
+    assert two[0] == two[1] and two[0]["ndcg@20"] == pytest.approx(ev["ndcg@20"], abs=1e-9)
+
+
+def test_selection_respects_the_time_budget_and_needs_validation(data: InteractionData) -> None:
+    sel = select_filter(data, SelectionConfig(time_budget_s=1e-6, ranks=[4], orders=[2]), device="cpu")
+    assert {c["config"]["model"] for c in sel.candidates} == {"gfcf"}
+    assert any("time budget" in s for s in sel.skipped)
+    empty = dataclasses.replace(data, val=SplitPart(data.val.users[:0], data.val.items[:0]))
+    with pytest.raises(InvalidArgumentError, match="validation part"):
+        select_filter(empty)
+
+
+@pytest.mark.parametrize("model", ["gfcf", "chebycf", "ease"])
+@pytest.mark.parametrize("top_k", [None, 3])
+def test_checkpoint_roundtrip_keeps_scores_and_live_form(tmp_path: Path, data: InteractionData, model: str, top_k: int | None) -> None:
+    net = fit_filter(filter_config(model, neighbours_top_k=top_k, **SETTINGS[model]), data, device="cpu")
+    path = save_checkpoint(tmp_path / model, net, users=data.users, items=data.items, dataset="tiny", snapshot_hash="h", extra={"fitted_on": ["train"]})
+    ckpt = load_checkpoint(path)
+    users = torch.arange(data.num_users)
+    torch.testing.assert_close(ckpt.model.scorer()(users), net.scorer()(users), rtol=0, atol=0)
+    assert ckpt.meta.extra["fitted_on"] == ["train"]
+    if top_k is not None:
+        a, b = ckpt.model.live_form(top_k), net.live_form(top_k)
+        assert (a.neighbours != b.neighbours).nnz == 0 and a.alpha == b.alpha
+
+
+@pytest.mark.parametrize("model", sorted(FILTER_CONFIGS))
+def test_configs_are_documented_and_round_trip(model: str) -> None:
+    config = filter_config(model, neighbours_top_k=7)
+    assert load_filter_config(config.model_dump()) == config
+    assert all(f.description for f in type(config).model_fields.values())
+    assert all(f.description for f in SelectionConfig.model_fields.values())
+    with pytest.raises(InvalidArgumentError):
+        filter_config(model, neighbours_top_k=0)
+    with pytest.raises(InvalidArgumentError):
+        filter_config("nope")
+
+
+def test_model_classes_validate_arguments() -> None:
+    with pytest.raises(ModelError):
+        GFCF(3, 4, neighbours_top_k=0)
+    with pytest.raises(ModelError):
+        ChebyshevFilter(3, 4, flatness=0.0)
+    with pytest.raises(ModelError):
+        EASE(3, 4, reg=0.0)
