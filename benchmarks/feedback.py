@@ -130,7 +130,10 @@ def _post(conn_box: list[http.client.HTTPConnection | None], host: str, port: in
 
 
 def register_bench(bench_app: typer.Typer) -> None:
-    """Add ``graphrec bench feedback``."""
+    """Add ``graphrec bench feedback`` and ``graphrec bench feedback-concurrent``."""
+    from benchmarks.feedback_concurrency import register_bench as register_concurrent
+
+    register_concurrent(bench_app)
 
     @bench_app.command("feedback")
     def bench_feedback(

@@ -5,18 +5,21 @@ same transaction, keeps the materialised co-likes exact (:func:`graph.co_likes.r
 
 Concurrency. The co-like upkeep needs the user's like status of the item *before* the write, and it
 changes counters shared by every writer (the item's liker count, the pair counts and weights, the
-marker's relationship count, the dataset's counters). So the first thing the write does, before it
-reads or touches any other node, is to take the write lock of the dataset's ``(:Dataset)`` node. Every
-feedback write of a dataset, and the co-like build's marker write, take that lock first, so they run
-one after the other in one global lock order and cannot deadlock with each other; everything the
-write reads afterwards (the previous rating, the user's likes) is read under the lock, and no lock is
-upgraded from shared to exclusive by another feedback writer. The lock is held for one query plus
-the upkeep and the commit (a few milliseconds).
+marker's relationship count, the dataset's counters). So the first thing the write transaction does,
+before it reads or touches any other node, is to take the write lock of the dataset's ``(:Dataset)``
+node, found by a label scan (an updating query would find it with a locking index seek, which takes a
+shared lock first). Every feedback write of a dataset, and the co-like build's marker write, take that
+lock first, so they run one after the other in one global lock order and cannot deadlock with each
+other; everything the write reads afterwards (the previous rating, the user's likes) is read under
+the lock. In front of that lock, the writers of one process queue in a :class:`WriteQueue`, which
+applies the writes waiting together in one transaction (a group commit: one lock, one commit).
 
-Idempotency. Under that lock, the user is ``MERGE``\\ d (the ``(dataset, gen, id)`` uniqueness
-constraint backs it) and the relationship is ``MERGE``\\ d (one per user and item). The same
-``(user, item, rating, ts)`` sent again finds it unchanged: nothing is written, no counter moves and
-the answer says ``replayed``.
+Idempotency. Under that lock, the user is merged (``MERGE``; the ``(dataset, gen, id)`` uniqueness
+constraint backs it) and so is the relationship (one per user and item), so concurrent
+first writes of a new user or pair create one node and one relationship. The same
+``(user, item, rating, ts)`` sent again finds it stored: nothing is written, no counter moves and the
+answer says ``replayed``; a request older than the stored rating (a smaller ``ts``) writes nothing
+either (``outdated``), so a late duplicate never undoes a newer rating.
 
 Retries. The transaction runs as a managed transaction (``session.execute_write``) whose session
 allows the driver :data:`RetryPolicy.driver_retry_s` of its own retries (the API's serving driver
@@ -33,7 +36,9 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import neo4j
@@ -41,7 +46,14 @@ from neo4j import exceptions as neo4j_exc
 from pydantic import BaseModel, ConfigDict, Field
 
 from graph.connection import read, translate_error
-from graphrec.errors import NotFoundError, UnknownItemError, UnknownUserError, WriteConflictError
+from graphrec.errors import (
+    Neo4jAuthError,
+    Neo4jUnavailableError,
+    NotFoundError,
+    UnknownItemError,
+    UnknownUserError,
+    WriteConflictError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,24 +189,9 @@ def record_interaction(
         WriteConflictError: Transient conflicts outlasted the retries (nothing was written; safe to resend).
         Neo4jUnavailableError: Neo4j does not answer.
     """
-    from graph.co_likes import refresh_co_likes
-
     p = {"dataset": dataset, "user_id": interaction.user_id, "item_id": interaction.item_id, "rating": interaction.rating,
          "ts": interaction.ts, "create_user": interaction.create_user, "like": like_threshold, "upkeep": co_likes}
-
-    @neo4j.unit_of_work(timeout=retry.tx_timeout_s)
-    def work(tx: neo4j.ManagedTransaction) -> tuple[dict[str, Any], tuple[int, int] | None] | None:
-        row = tx.run(Q_RECORD_INTERACTION, p).single()
-        if row is None:
-            return None
-        out = dict(row)
-        changed = None
-        if co_likes and out["co_likes"] and out["liked_before"] != out["liked_after"]:
-            changed = refresh_co_likes(tx, dataset, interaction.user_id, interaction.item_id, delta=1 if out["liked_after"] else -1)
-        return out, changed
-
-    with dataset_gate(database, dataset):
-        done = run_write(driver, work, database=database, retry=retry, sleep=sleep, what="feedback write")
+    done = write_queue(database, dataset).submit(driver, _Pending(params=p), database=database, retry=retry, sleep=sleep)
     if done is None:
         chk = read(driver, Q_ITEM_EXISTS, p, database)
         if not chk:
@@ -212,25 +209,117 @@ def record_interaction(
     )
 
 
-_GATES: dict[tuple[str, str], threading.Lock] = {}
-_GATES_LOCK = threading.Lock()
+@dataclass
+class _Pending:
+    """One write waiting in a :class:`WriteQueue`: its query parameters, then its outcome."""
+
+    params: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
 
 
-def dataset_gate(database: str, dataset: str) -> threading.Lock:
-    """This process's lock in front of the dataset's feedback writes.
+def _apply(tx: neo4j.ManagedTransaction, params: dict[str, Any]) -> tuple[dict[str, Any], tuple[int, int] | None] | None:
+    """One write inside a transaction: the interaction, then the co-like upkeep when the like status changed."""
+    from graph.co_likes import refresh_co_likes
 
-    The Dataset node's lock in Neo4j is what makes the writes correct, also across processes. In front
-    of it, the writers of one process queue here, so that at most one transaction per process waits
-    for that lock: with many transactions queued on one Neo4j lock, the server's deadlock detection
-    reports deadlocks that are not there (each one a failed transaction and a retry); queued here, a
-    write costs no server thread while it waits, and the writes of a dataset run back to back.
+    row = tx.run(Q_RECORD_INTERACTION, params).single()
+    if row is None:
+        return None
+    out = dict(row)
+    changed = None
+    if params["upkeep"] and out["co_likes"] and out["liked_before"] != out["liked_after"]:
+        changed = refresh_co_likes(tx, params["dataset"], params["user_id"], params["item_id"], delta=1 if out["liked_after"] else -1)
+    return out, changed
+
+
+class WriteQueue:
+    """This process's queue in front of one dataset's feedback writes: a group commit.
+
+    The Dataset node's lock in Neo4j is what makes the writes correct, also across processes, and it
+    serialises them: each one holds it until its commit is durable, so one write at a time pays a
+    commit (a log flush) and the commits cannot share one. Writers of this process therefore queue
+    here; whoever finds the queue idle takes the writes waiting (up to ``max_batch``, in arrival order)
+    and applies them one after the other in ONE transaction (one lock, one commit), then hands every
+    writer its own answer. A write still answers only after its commit. Each write sees the ones
+    before it in the batch, so replays and repeated pairs behave as when sent one by one. When a batch
+    fails on something else than a transient conflict or an unreachable Neo4j, its writes are tried
+    again one by one, so an error stays with the write that caused it. Queued here, a waiting write
+    also holds no server thread (many transactions queued on one Neo4j lock made the server report
+    deadlocks that were not there).
+
+    Args:
+        max_batch (int, optional): Most writes in one transaction. (default: ``64``)
     """
+
+    def __init__(self, max_batch: int = 64) -> None:
+        self.max_batch = max_batch
+        self._gate = threading.Lock()
+        self._lock = threading.Lock()
+        self._pending: deque[_Pending] = deque()
+
+    def submit(self, driver: neo4j.Driver, pending: _Pending, *, database: str, retry: RetryPolicy = DEFAULT_RETRY,
+               sleep: Callable[[float], None] = time.sleep) -> Any:
+        """Queue ``pending``, apply it (with the writes queued with it, or in a later batch) and return its outcome."""
+        with self._lock:
+            self._pending.append(pending)
+        while not pending.done.is_set():
+            with self._gate:
+                if pending.done.is_set():
+                    break
+                with self._lock:
+                    batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
+                if batch:
+                    self._run(driver, database, batch, retry, sleep)
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    def _run(self, driver: neo4j.Driver, database: str, batch: list[_Pending], retry: RetryPolicy, sleep: Callable[[float], None]) -> None:
+        @neo4j.unit_of_work(timeout=retry.tx_timeout_s)
+        def work(tx: neo4j.ManagedTransaction) -> list[Any]:
+            return [_apply(tx, p.params) for p in batch]
+
+        try:
+            try:
+                results = run_write(driver, work, database=database, retry=retry, sleep=sleep,
+                                    what="feedback write" if len(batch) == 1 else f"batch of {len(batch)} feedback writes")
+            except (WriteConflictError, Neo4jUnavailableError, Neo4jAuthError) as e:
+                for p in batch:
+                    p.error = e
+                return
+            except Exception as e:
+                if len(batch) == 1:
+                    batch[0].error = e
+                    return
+                log.warning("a batch of %d feedback writes failed (%s); applying them one by one", len(batch), type(e).__name__)
+                for p in batch:
+                    self._run(driver, database, [p], retry, sleep)
+                return
+            for p, r in zip(batch, results, strict=True):
+                p.result = r
+        except BaseException as e:  # interrupted: no writer may wait for ever
+            for p in batch:
+                if p.result is None and p.error is None:
+                    p.error = e
+            raise
+        finally:
+            for p in batch:
+                p.done.set()
+
+
+_QUEUES: dict[tuple[str, str], WriteQueue] = {}
+_QUEUES_LOCK = threading.Lock()
+
+
+def write_queue(database: str, dataset: str) -> WriteQueue:
+    """This process's :class:`WriteQueue` of ``dataset`` in ``database``."""
     key = (database, dataset)
-    gate = _GATES.get(key)
-    if gate is None:
-        with _GATES_LOCK:
-            gate = _GATES.setdefault(key, threading.Lock())
-    return gate
+    queue = _QUEUES.get(key)
+    if queue is None:
+        with _QUEUES_LOCK:
+            queue = _QUEUES.setdefault(key, WriteQueue())
+    return queue
 
 
 def is_conflict(e: BaseException) -> bool:
@@ -277,6 +366,6 @@ def run_write(
 
 
 __all__ = [
-    "DEFAULT_RETRY", "Interaction", "InteractionResult", "Q_ITEM_EXISTS", "Q_RECORD_INTERACTION", "RetryPolicy", "is_conflict",
-    "record_interaction", "run_write",
+    "DEFAULT_RETRY", "Interaction", "InteractionResult", "Q_ITEM_EXISTS", "Q_RECORD_INTERACTION", "RetryPolicy", "WriteQueue",
+    "is_conflict", "record_interaction", "run_write", "write_queue",
 ]

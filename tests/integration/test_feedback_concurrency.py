@@ -6,9 +6,9 @@ likes, and exact replays of other threads' writes. Every (user, item) pair's dis
 one thread, so its final rating is known; replays carry the same rating and timestamp and may land
 anywhere in between. Afterwards every pair has exactly one relationship holding its last rating,
 every new user exactly one node, and every stored co-like count, witness list, weight and liker
-count equals a recount from the live graph. The same runs once more with writers that do not queue
-in this process (as writers in several API processes would): the Dataset lock in Neo4j and the
-retries keep it exact.
+count equals a recount from the live graph. Writers of one process share a group commit
+(graph.feedback.WriteQueue); the same runs once more with writers that do not queue in this process
+(as writers in several API processes would): the Dataset lock in Neo4j and the retries keep it exact.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ Q_USERS = "UNWIND $ids AS id RETURN id, COUNT { (u:User {dataset: $ds, id: id}) 
 
 Q_MARKER = """
 MATCH (m:ActiveModel {dataset: $ds}) MATCH (cl:CoLiked {dataset: $ds, tag: m.tag})
-RETURN cl.rels AS rels, COUNT { (:User {dataset: $ds})-[:INTERACTED]->() } AS live
+RETURN cl.rels AS rels, COUNT { ()-[:INTERACTED]->() } AS live
 """
 
 
@@ -171,8 +171,8 @@ def test_concurrent_writers_lose_nothing_and_duplicate_nothing(serving_driver: A
     seed = 11 if queue_in_process else 12
     g = _setup(serving_driver, db, ds, seed)
     lists, expected, new_users = _plan(g, seed)
-    if not queue_in_process:  # every write gets its own gate: all writers queue on the Dataset lock in Neo4j
-        monkeypatch.setattr(graph.feedback, "dataset_gate", lambda database, dataset: threading.Lock())
+    if not queue_in_process:  # every write gets its own queue: all writers queue on the Dataset lock in Neo4j
+        monkeypatch.setattr(graph.feedback, "write_queue", lambda database, dataset: graph.feedback.WriteQueue())
     errors, results = _run(serving_driver, db, ds, lists)
     assert not errors, errors[:3]
     assert len(results) == sum(len(lst) for lst in lists)

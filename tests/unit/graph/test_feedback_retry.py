@@ -10,7 +10,17 @@ import neo4j
 import pytest
 from neo4j import exceptions as neo4j_exc
 
-from graph.feedback import DEFAULT_RETRY, Interaction, RetryPolicy, dataset_gate, is_conflict, record_interaction, run_write
+from graph.feedback import (
+    DEFAULT_RETRY,
+    Interaction,
+    RetryPolicy,
+    WriteQueue,
+    _Pending,
+    is_conflict,
+    record_interaction,
+    run_write,
+    write_queue,
+)
 from graphrec.errors import Neo4jError, Neo4jUnavailableError, QueryError, WriteConflictError
 
 
@@ -106,7 +116,7 @@ def test_pauses_grow_and_are_capped() -> None:
 
 
 def test_record_interaction_retries_and_answers_the_write() -> None:
-    driver, session = _driver([_server_error(DEADLOCK), (ROW, None)])
+    driver, session = _driver([_server_error(DEADLOCK), [(ROW, None)]])  # one batch, one write
     pauses = Pauses()
     res = record_interaction(driver, Interaction(user_id="u", item_id="i", rating=5.0, ts=3), dataset="ds", sleep=pauses)
     assert res.created_relationship and res.liked_after and not res.replayed
@@ -121,10 +131,82 @@ def test_record_interaction_gives_up_with_write_conflict() -> None:
     with pytest.raises(WriteConflictError):
         record_interaction(driver, Interaction(user_id="u", item_id="i", rating=5.0), dataset="ds", sleep=Pauses())
     assert session.execute_write.call_count == DEFAULT_RETRY.attempts
-    assert not dataset_gate("neo4j", "ds").locked()  # the gate is released on failure
+    assert not write_queue("neo4j", "ds")._gate.locked() and not write_queue("neo4j", "ds")._pending  # nothing left behind
 
 
-def test_one_gate_per_dataset() -> None:
-    assert dataset_gate("neo4j", "a") is dataset_gate("neo4j", "a")
-    assert dataset_gate("neo4j", "a") is not dataset_gate("neo4j", "b")
-    assert dataset_gate("neo4j", "a") is not dataset_gate("other", "a")
+def test_one_queue_per_dataset() -> None:
+    assert write_queue("neo4j", "a") is write_queue("neo4j", "a")
+    assert write_queue("neo4j", "a") is not write_queue("neo4j", "b")
+    assert write_queue("neo4j", "a") is not write_queue("other", "a")
+
+
+def _params(user: str) -> dict[str, Any]:
+    return {"dataset": "ds", "user_id": user, "item_id": "i", "rating": 5.0, "ts": 1, "create_user": False, "like": 4.0, "upkeep": True}
+
+
+def _tx_driver(bad_user: str | None = None) -> tuple[MagicMock, MagicMock, list[list[str]]]:
+    """A driver whose transactions answer every feedback query with a row (or fail on ``bad_user``)."""
+    driver, session = _driver([])
+    transactions: list[list[str]] = []
+
+    def execute_write(work: Any) -> Any:
+        users: list[str] = []
+        transactions.append(users)
+        tx = MagicMock(spec=neo4j.ManagedTransaction)
+
+        def run(query: str, params: dict[str, Any]) -> Any:
+            users.append(params["user_id"])
+            if params["user_id"] == bad_user:
+                raise neo4j_exc.Neo4jError._hydrate_neo4j(code="Neo.ClientError.Statement.ArgumentError", message="bad value")
+            result = MagicMock(spec=neo4j.Result)
+            result.single.return_value = {**ROW, "user": params["user_id"]}
+            return result
+
+        tx.run.side_effect = run
+        return work(tx)
+
+    session.execute_write.side_effect = execute_write
+    return driver, session, transactions
+
+
+def test_writes_waiting_together_share_one_transaction() -> None:
+    driver, session, transactions = _tx_driver()
+    queue = WriteQueue(max_batch=64)
+    waiting = [_Pending(params=_params(f"u{k}")) for k in range(3)]
+    queue._pending.extend(waiting)  # three writes queued while another batch was running
+    mine = _Pending(params=_params("me"))
+    row, changed = queue.submit(driver, mine, database="db", sleep=Pauses())
+    assert row["user"] == "me" and changed is None
+    assert transactions == [["u0", "u1", "u2", "me"]]  # one transaction, in arrival order: one lock, one commit
+    assert all(p.done.is_set() and p.result[0]["user"] == p.params["user_id"] for p in waiting)
+
+
+def test_batches_are_bounded() -> None:
+    driver, session, transactions = _tx_driver()
+    queue = WriteQueue(max_batch=2)
+    queue._pending.extend(_Pending(params=_params(f"u{k}")) for k in range(3))
+    queue.submit(driver, _Pending(params=_params("me")), database="db", sleep=Pauses())
+    assert transactions == [["u0", "u1"], ["u2", "me"]]
+
+
+def test_a_failing_batch_is_retried_one_by_one_and_the_error_stays_with_its_write() -> None:
+    driver, session, transactions = _tx_driver(bad_user="bad")
+    queue = WriteQueue()
+    good, bad = _Pending(params=_params("good")), _Pending(params=_params("bad"))
+    queue._pending.extend([good, bad])
+    mine = _Pending(params=_params("me"))
+    assert queue.submit(driver, mine, database="db", sleep=Pauses())[0]["user"] == "me"
+    assert transactions == [["good", "bad"], ["good"], ["bad"], ["me"]]
+    assert good.result[0]["user"] == "good" and bad.error is not None and bad.result is None
+    assert type(bad.error).__name__ == "QueryError"
+
+
+def test_a_conflict_that_outlasts_the_retries_fails_the_whole_batch() -> None:
+    driver, session = _driver([_server_error(DEADLOCK)] * 2)
+    queue = WriteQueue()
+    other = _Pending(params=_params("other"))
+    queue._pending.append(other)
+    with pytest.raises(WriteConflictError):
+        queue.submit(driver, _Pending(params=_params("me")), database="db", retry=RetryPolicy(attempts=2), sleep=Pauses())
+    assert isinstance(other.error, WriteConflictError) and other.done.is_set()
+    assert session.execute_write.call_count == 2  # not retried one by one: a conflict is not the writes' fault
