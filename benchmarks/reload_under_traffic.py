@@ -120,14 +120,18 @@ def main() -> None:  # noqa: PLR0915 - one linear script
         env = {**os.environ, "GRAPHREC_DATASET": dataset}
 
         def run(base: str) -> dict[str, Any]:
-            client = httpx.Client(base_url=base, timeout=10.0)
+            client = httpx.Client(base_url=base, timeout=60.0)
             health0 = client.get("/v1/health").json()
             before: list[dict[str, Any]] = []
             failed_before = 0
             for n in range(args.before):
                 u, i = pairs.take()
-                r = client.post("/v1/interactions", json={"user_id": u, "item_id": i, "rating": 4.5, "ts": 1_900_000_000 + n})
-                if r.status_code // 100 == 2:
+                try:
+                    r = client.post("/v1/interactions", json={"user_id": u, "item_id": i, "rating": 4.5, "ts": 1_900_000_000 + n})
+                    ok = r.status_code // 100 == 2
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
                     before.append({"u": u, "i": i, "rating": 4.5})
                 else:
                     failed_before += 1
@@ -138,7 +142,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             t0 = time.monotonic()
 
             def prober() -> None:
-                c = httpx.Client(base_url=base, timeout=10.0)
+                c = httpx.Client(base_url=base, timeout=30.0)
                 period, nxt = 1.0 / args.rate, time.monotonic()
                 while not stop.is_set():
                     u = rng.choice(pairs.users)

@@ -28,6 +28,7 @@ Bookkeeping properties of ``(:Dataset)`` (written only by the loader):
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -40,7 +41,9 @@ from pydantic import BaseModel
 
 from graph.connection import read, translate_error, write
 from graph.schema import DATA_LABELS, USER, check_label
-from graphrec.errors import LoadError, NotFoundError
+from graphrec.errors import LoadError, Neo4jError, NotFoundError
+
+log = logging.getLogger(__name__)
 
 _LIVE_LEASES: set[tuple[str, int]] = set()
 """(dataset, gen) of the leases held by loads running in this process (several threads may load)."""
@@ -318,6 +321,26 @@ def release_lease(driver: neo4j.Driver, lease: Lease, discard: bool, database: s
     write(driver, RELEASE_LEASE, {"dataset": lease.dataset, "gen": lease.gen, "pid": lease.pid, "discard": discard}, database=database)
 
 
+MIN_DELETE_BATCH = 250
+"""Smallest batch :func:`delete_generation` falls back to when the server's transaction memory runs out."""
+
+
+def _delete_in_batches(driver: neo4j.Driver, query: str, dataset: str, gen: int, batch_size: int, database: str) -> neo4j.SummaryCounters:
+    """Run a batched delete; when a batch exceeds the server's transaction memory (shared with all running
+    transactions, e.g. serving traffic), go on with batches a quarter the size (down to :data:`MIN_DELETE_BATCH`).
+    Counters are those of the last, successful run (what earlier runs deleted is gone either way)."""
+    size = batch_size
+    while True:
+        try:
+            return _run_autocommit(driver, query, {"dataset": dataset, "gen": gen, "limit": size}, database)
+        except Neo4jError as e:
+            cause = e.__cause__
+            if size <= MIN_DELETE_BATCH or "MemoryPool" not in f"{getattr(cause, 'code', '')} {e}":
+                raise
+            size = max(MIN_DELETE_BATCH, size // 4)
+            log.info("deleting generation %s of %s in batches of %s (transaction memory exhausted)", gen, dataset, size)
+
+
 def delete_generation(
     driver: neo4j.Driver,
     dataset: str,
@@ -338,11 +361,10 @@ def delete_generation(
     if active == gen and not force:
         raise LoadError(f"refusing to delete generation {gen} of {dataset!r}: it is the active one")
     deleted = 0
-    params = {"dataset": dataset, "gen": gen, "limit": batch_size}
     for label in DATA_LABELS:
         if label == USER:  # users own most relationships: delete those first, in batches
-            _run_autocommit(driver, _delete_rels_query(label), params, database)
-        n = _run_autocommit(driver, _delete_nodes_query(label), params, database).nodes_deleted
+            _delete_in_batches(driver, _delete_rels_query(label), dataset, gen, batch_size, database)
+        n = _delete_in_batches(driver, _delete_nodes_query(label), dataset, gen, batch_size, database).nodes_deleted
         deleted += n
         if progress is not None and n:
             progress(n)
