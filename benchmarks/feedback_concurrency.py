@@ -125,6 +125,10 @@ def _post(conn_box: list[http.client.HTTPConnection | None], host: str, port: in
             conn_box[0] = None
             if attempt:
                 raise
+        except (http.client.HTTPException, OSError):  # a broken exchange: a new connection for the next request
+            conn.close()
+            conn_box[0] = None
+            raise
     raise AssertionError("unreachable")
 
 
@@ -151,8 +155,8 @@ def send_all(base_url: str, lists: list[list[dict[str, Any]]], max_seconds: floa
             t0 = time.perf_counter()
             try:
                 status, text = _post(box, host, port, body)
-            except OSError as e:
-                status, text = 0, str(e).encode()
+            except (http.client.HTTPException, OSError) as e:
+                status, text = 0, f"{type(e).__name__}: {e}".encode()
             dt = time.perf_counter() - t0
             flags = {}
             if status == 201:
