@@ -138,6 +138,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
 
             stop = threading.Event()
             probes: list[tuple[float, int, float]] = []  # (t, status, seconds)
+            failures: list[dict[str, Any]] = []  # non-2xx probes: when, status, error code
             during: list[tuple[float, dict[str, Any], int, bool]] = []  # (t, pair, status, retry-after header)
             t0 = time.monotonic()
 
@@ -148,9 +149,18 @@ def main() -> None:  # noqa: PLR0915 - one linear script
                     u = rng.choice(pairs.users)
                     s = time.perf_counter()
                     try:
-                        code = c.get(f"/v1/users/{u}/recommendations", params={"k": 10}).status_code
-                    except httpx.HTTPError:
+                        resp = c.get(f"/v1/users/{u}/recommendations", params={"k": 10})
+                        code = resp.status_code
+                        if code // 100 != 2:
+                            try:
+                                err = resp.json().get("code") or resp.json().get("detail")
+                            except ValueError:
+                                err = resp.text[:200]
+                            failures.append({"t": round(time.monotonic() - t0, 2), "status": code, "error": err,
+                                             "retry_after": resp.headers.get("retry-after")})
+                    except httpx.HTTPError as e:
                         code = 0
+                        failures.append({"t": round(time.monotonic() - t0, 2), "status": 0, "error": type(e).__name__})
                     probes.append((time.monotonic() - t0, code, time.perf_counter() - s))
                     nxt += period
                     stop.wait(max(0.0, nxt - time.monotonic()))
@@ -211,6 +221,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
                 "probes": {"rate_per_s": args.rate, "total": len(probes), "during_reload": len(in_window),
                            "non_2xx": sum(1 for _, c, _ in probes if c // 100 != 2),
                            "non_2xx_during_reload": sum(1 for _, c, _ in in_window if c // 100 != 2), "by_status": by_status,
+                           "failures": failures[:20], "reload_window_s": [round(r_start, 2), round(r_end, 2)],
                            "latency_ms_during_reload": {"median": round(statistics.median(lat), 1) if lat else None,
                                                         "p99": round(_pct(lat, 0.99), 1) if lat else None,
                                                         "max": round(max(lat), 1) if lat else None}},

@@ -65,6 +65,10 @@ BatchHook = Callable[[str, int], None]
 
 HEARTBEAT_EVERY_S = 15.0
 
+OLD_GENERATION_DELETE_BATCH = 2000
+"""Nodes (or relationships) per transaction when the previous generation is deleted after a flip: small, so
+that the deletion leaves the server's shared transaction memory to the requests served meanwhile."""
+
 
 class LoadOptions(BaseModel):
     """How to run a load."""
@@ -338,7 +342,8 @@ def load_frames(
     if previous is not None:
         start = time.perf_counter()
         try:
-            n = delete_generation(driver, frames.name, previous, options.database, batch_size=max(options.batch_size, 1000))
+            # small batches: serving shares the server's transaction memory while the old generation goes
+            n = delete_generation(driver, frames.name, previous, options.database, batch_size=OLD_GENERATION_DELETE_BATCH)
             deleted_gens.append(previous)
             phases.append(PhaseSummary(name="delete old generation", rows=n, batches=1, seconds=time.perf_counter() - start))
         except GraphrecError as e:

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from api.cli.publish_cmd import SNAPSHOT_MANIFEST, checkpoint_dataset, resolve_dataset
-from api.cli.refit_cmd import default_refit_steps, start_refit_detached
+from api.cli.refit_cmd import start_refit_detached
+from api.refit import TRAINER, default_refit_steps
 from graphrec.errors import DatasetMismatchError
 from graphrec.settings import Settings
 
@@ -52,10 +53,11 @@ def test_unknown_dataset_falls_back_to_the_explicit_or_default_one(tmp_path: Pat
 def test_refit_steps_and_the_detached_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings(home=tmp_path)
     steps = default_refit_steps("movielens", settings, epochs=3)
-    assert steps[0][:2] == ["snapshot", "export"] and steps[-1][0] == "publish"  # type: ignore[index]
-    out = steps[-1][steps[-1].index("--checkpoint") + 1]  # type: ignore[union-attr]
+    assert steps[0][:2] == ["snapshot", "export"] and steps[-1][0] == "publish"
+    out = steps[-1][steps[-1].index("--checkpoint") + 1]
+    snap = steps[0][steps[0].index("--out") + 1]
     train = steps[1]
-    assert train[0] == "fuse" and train[train.index("--out") + 1] == out and train[-2:] == ["--epochs", "3"]
+    assert train[0] == TRAINER and train[train.index("--out") + 1] == out and train[train.index("--snapshot") + 1] == snap
 
     seen: dict[str, Any] = {}
 
