@@ -4,7 +4,7 @@
 active generation (top ``top_n`` partners of every item by the cosine weight
 :math:`c / \\sqrt{|L_a|\\,|L_b|}`, pairs with at least ``min_count`` co-likers) and one
 ``(:CoLiked {dataset, tag, gen, like, rels, ...})`` marker. :mod:`graph.explain` reads them on its fast
-path while the marker is fresh. Feedback keeps them exact incrementally: :func:`graph.recommend.record_interaction`
+path while the marker is fresh. Feedback keeps them exact incrementally: :func:`graph.feedback.record_interaction`
 writes the interaction and, in the same transaction, calls :func:`refresh_co_likes`, which adds or removes
 the user as a co-liker of the stored pairs of the item when (and only when) the user's like status of the
 item changed, and re-weights the item's pairs from liker counts stored on the items (``Item.co_likers``).
@@ -72,7 +72,7 @@ RETURN count(*) AS n
 """
 
 # The marker write locks the Dataset node first (the lock every feedback write takes, see
-# graph.recommend.Q_RECORD_INTERACTION) and compares its count of like status changes with the one read
+# graph.feedback.Q_RECORD_INTERACTION) and compares its count of like status changes with the one read
 # before the likes were: a like added or removed by feedback while the counts were taken (the active
 # model already names this tag, but its marker did not exist yet, so nothing kept the counts up to date)
 # leaves the marker stale (rels -1: explanations use the live path) instead of blessing counts that may
@@ -342,7 +342,7 @@ def _write_rows(driver: neo4j.Driver, query: str, params: dict[str, Any], databa
 def refresh_co_likes(tx: neo4j.ManagedTransaction, dataset: str, user_id: str, item_id: str, *, delta: int) -> tuple[int, int] | None:
     """Keep the materialised co-likes exact after feedback changed whether ``user_id`` likes ``item_id``.
 
-    Runs inside the feedback write's transaction (:func:`graph.recommend.record_interaction` calls it
+    Runs inside the feedback write's transaction (:func:`graph.feedback.record_interaction` calls it
     after the write, holding the Dataset lock that serialises feedback). ``delta`` is ``+1`` when the
     user now likes the item and did not before, ``-1`` when they liked it and no longer do. Every
     stored pair (either direction) of the item whose partner the user likes gains or loses the user as
