@@ -104,7 +104,10 @@ def register_bench(bench_app: typer.Typer) -> None:
         from graph.connection import open_driver, read
         from graph.embeddings import require_active_model
         from graph.explain import explain
-        from graph.recommend import Filters, recommend
+        from graph.recommend import Filters, recommend, recommend_indexed
+        from graph.serving.planner import explain as planner_explain
+        from graph.serving.planner import recommend_live
+        from graph.serving.store import GraphStore
         from graph.recommend_explained import recommend_explained
         from graphrec.settings import get_settings
 
@@ -117,22 +120,38 @@ def register_bench(bench_app: typer.Typer) -> None:
 
         with open_driver(info, verify=True, **SERVING_DRIVER_OPTIONS) as driver:
             model = require_active_model(driver, ds, info.database)
-            rows = read(driver, f"MATCH (d:Dataset {{name: $ds}}) MATCH (u:User {{dataset: $ds, gen: d.gen}}) "
-                                f"WHERE u.`{model.user_prop}` IS NOT NULL RETURN u.id AS id", {"ds": ds}, info.database)
+            store = GraphStore(driver, ds, info.database)
+            live = model.kind == "live"  # users scored from their history at request time (no user vectors)
+            if live:
+                rows = read(driver, "MATCH (d:Dataset {name: $ds}) MATCH (u:User {dataset: $ds, gen: d.gen}) "
+                                    "WHERE EXISTS { (u)-[:INTERACTED]->() } RETURN u.id AS id", {"ds": ds}, info.database)
+            else:
+                rows = read(driver, f"MATCH (d:Dataset {{name: $ds}}) MATCH (u:User {{dataset: $ds, gen: d.gen}}) "
+                                    f"WHERE u.`{model.user_prop}` IS NOT NULL RETURN u.id AS id", {"ds": ds}, info.database)
             ids = [r["id"] for r in rows]
             if not ids:
-                raise typer.BadParameter(f"no user of {ds!r} has an embedding: publish a model first")
+                raise typer.BadParameter(f"no user of {ds!r} can be served: publish a model first")
             rng = random.Random(seed)
             sample = rng.sample(ids, min(users, len(ids)))
 
             def raw_vector(i: int) -> None:
+                if live:
+                    recommend_live(store, sample[i % len(sample)], k, Filters())
+                    return
                 recommend(driver, sample[i % len(sample)], k, Filters(), dataset=ds, database=info.database)
 
             def raw_index(i: int) -> None:  # the same ranking without the serving lists (vector-index search)
-                recommend(driver, sample[i % len(sample)], k, Filters(), dataset=ds, database=info.database, serving_lists=False)
+                if live:
+                    recommend_live(store, sample[i % len(sample)], k, Filters())
+                    return
+                recommend_indexed(driver, sample[i % len(sample)], k, Filters(), dataset=ds, database=info.database)
 
             def raw_full(i: int) -> None:  # what the endpoint runs: one query when both fast paths apply, else two
                 u = sample[i % len(sample)]
+                if live:
+                    served = recommend_live(store, u, k, Filters())
+                    planner_explain(store, served)  # type: ignore[arg-type]
+                    return
                 if recommend_explained(driver, u, k, Filters(), dataset=ds, database=info.database) is not None:
                     return
                 recs = recommend(driver, u, k, Filters(), dataset=ds, database=info.database)
@@ -181,7 +200,8 @@ def register_bench(bench_app: typer.Typer) -> None:
                     results["explain_methods"] = methods
                     sources: dict[str, int] = {}
                     for u in sample:  # untimed: which candidate path answered (serving list or index search)
-                        src = recommend(driver, u, k, Filters(), dataset=ds, database=info.database).candidates
+                        src = (recommend_live(store, u, k, Filters()).recs if live  # type: ignore[union-attr]
+                               else recommend(driver, u, k, Filters(), dataset=ds, database=info.database)).candidates
                         sources[src] = sources.get(src, 0) + 1
                     results["candidate_sources"] = sources
                     for c in levels:

@@ -577,19 +577,17 @@ def explain(
     max_liked: int = 200,
     like_threshold: float = 4.0,
     n_witnesses: int = 3,
-    materialised: bool = True,
     database: str = "neo4j",
 ) -> dict[str, Explanation]:
     """Explain why ``item_ids`` fit ``user_id`` (or someone who likes ``anchor_item_ids``) with ONE query.
 
     With a fresh co-like materialisation of the active model (:func:`graph.co_likes.build_co_likes`) the fast query
-    answers; otherwise (or with ``materialised=False``) the live liker-set query does.
+    answers (:func:`explain_materialised`); otherwise the liker-set query does (:func:`explain_from_likers`).
 
     Args:
         max_anchors (int, optional): Liked items compared for content and semantic reasons (and, on
             the live path, collaborative ones). (default: ``15``)
         max_liked (int, optional): Fast path: liked items searched for the collaborative anchor. (default: ``200``)
-        materialised (bool, optional): Use the materialised co-likes when they are fresh. (default: ``True``)
 
     Returns:
         ``item_id -> Explanation`` for every item found (unknown item ids are left out).
@@ -606,12 +604,50 @@ def explain(
         raise InvalidArgumentError("explain needs a user_id or anchor_item_ids")
     params: dict[str, Any] = {"dataset": dataset, "item_ids": list(item_ids), "like": like_threshold, "max_anchors": max_anchors}
     who: dict[str, Any] = {"user_id": user_id} if user_id is not None else {"anchor_ids": list(anchor_item_ids or [])}
+    found = explain_materialised(driver, item_ids, dataset=dataset, user_id=user_id, anchor_item_ids=anchor_item_ids,
+                                 max_reasons=max_reasons, max_anchors=max_anchors, max_liked=max_liked, like_threshold=like_threshold,
+                                 n_witnesses=n_witnesses, database=database)
+    if found is not None:
+        return found
+    return explain_from_likers(driver, item_ids, dataset=dataset, user_id=user_id, anchor_item_ids=anchor_item_ids,
+                               max_reasons=max_reasons, max_anchors=max_anchors, like_threshold=like_threshold,
+                               n_witnesses=n_witnesses, database=database)
+
+
+def _explain_params(dataset: str, item_ids: Sequence[str], user_id: str | None, anchor_item_ids: Sequence[str] | None,
+                    like_threshold: float, max_anchors: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    params: dict[str, Any] = {"dataset": dataset, "item_ids": list(item_ids), "like": like_threshold, "max_anchors": max_anchors}
+    who: dict[str, Any] = {"user_id": user_id} if user_id is not None else {"anchor_ids": list(anchor_item_ids or [])}
+    return params, who
+
+
+def explain_materialised(
+    driver: neo4j.Driver, item_ids: Sequence[str], *, dataset: str, user_id: str | None = None,
+    anchor_item_ids: Sequence[str] | None = None, max_reasons: int = 3, max_anchors: int = 15, max_liked: int = 200,
+    like_threshold: float = 4.0, n_witnesses: int = 3, database: str = "neo4j",
+) -> dict[str, Explanation] | None:
+    """The explanation source over the materialised co-likes (``CO_LIKED`` of the active model); ``None``
+    when they are missing or stale (then :func:`explain_from_likers` answers)."""
+    params, who = _explain_params(dataset, item_ids, user_id, anchor_item_ids, like_threshold, max_anchors)
+    fast = attr_query("fast", user_id is not None, _present_attr_types(driver, database))
+    rows = read(driver, fast, {**params, **who, "max_liked": max_liked, "n_witnesses": n_witnesses}, database)
+    if not rows:
+        return None
+    return {r["id"]: build_reasons(r, user_id, max_reasons, "materialised") for r in _fast_rows(rows)}
+
+
+def explain_from_likers(
+    driver: neo4j.Driver, item_ids: Sequence[str], *, dataset: str, user_id: str | None = None,
+    anchor_item_ids: Sequence[str] | None = None, max_reasons: int = 3, max_anchors: int = 15, like_threshold: float = 4.0,
+    n_witnesses: int = 3, database: str = "neo4j",
+) -> dict[str, Explanation]:
+    """The explanation source that expands the liker sets of this request (no materialisation needed).
+
+    Raises:
+        UnknownUserError: ``user_id`` is not in the dataset.
+    """
+    params, who = _explain_params(dataset, item_ids, user_id, anchor_item_ids, like_threshold, max_anchors)
     types = _present_attr_types(driver, database)
-    if materialised:
-        fast = attr_query("fast", user_id is not None, types)
-        rows = read(driver, fast, {**params, **who, "max_liked": max_liked, "n_witnesses": n_witnesses}, database)
-        if rows:
-            return {r["id"]: build_reasons(r, user_id, max_reasons, "materialised") for r in _fast_rows(rows)}
     if user_id is not None:
         rows = read(driver, attr_query("live", True, types), {**params, **who}, database)
         if not rows:

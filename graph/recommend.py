@@ -436,22 +436,14 @@ def recommend(
     database: str = "neo4j",
     oversample: int = DEFAULT_OVERSAMPLE,
     like_threshold: float = 4.0,
-    score_fusion: bool = True,
-    serving_lists: bool = True,
 ) -> RecommendationList:
-    """Top-``k`` items for a known user, filtered in Cypher.
+    """Top-``k`` items for a known user of an embedding model, filtered in Cypher.
 
-    With a published score-level fusion (fusion checkpoint), items are ranked by the fused score of
-    the offline evaluation (``RecommendedItem.score_parts`` holds its parts); otherwise by the dot
-    product. A user who has no model vector yet (created through feedback after training) is served
-    from the mean of the vectors of the items they liked, by dot product (no statistics to fuse with).
-
-    Args:
-        score_fusion (bool, optional): ``False`` ranks by the dot product only, ignoring published
-            fusion data (the feature-level ranking; for comparisons). (default: ``True``)
-        serving_lists (bool, optional): Answer from the user's published serving list when it
-            covers the request (:mod:`graph.serving_lists`, same items and scores); ``False`` always
-            searches the vector indexes (for comparisons). (default: ``True``)
+    Answers from the user's serving list when it covers the request (:func:`recommend_listed`), else
+    from the vector indexes (:func:`recommend_indexed`); both rank by the published score-level fusion
+    (fusion checkpoint; ``RecommendedItem.score_parts`` holds its parts) or, without one, by the dot
+    product, and give the same top ``k``. A user who has no model vector yet (created through feedback
+    after training) is served from the mean of the vectors of the items they liked, by dot product.
 
     Raises:
         UnknownUserError: No such user in the dataset's active generation.
@@ -460,8 +452,20 @@ def recommend(
     """
     _check_k(k)
     f = validate_filters(filters)
-    if score_fusion:
-        return _recommend_fused(driver, user_id, k, f, dataset, database, oversample, like_threshold, serving_lists)
+    listed = recommend_listed(driver, user_id, k, f, dataset=dataset, database=database, oversample=oversample)
+    if listed is not None:
+        return listed
+    return recommend_indexed(driver, user_id, k, f, dataset=dataset, database=database, oversample=oversample, like_threshold=like_threshold)
+
+
+def recommend_dot(
+    driver: neo4j.Driver, user_id: str, k: int = 10, filters: Filters | dict[str, Any] | None = None, *, dataset: str,
+    database: str = "neo4j", oversample: int = DEFAULT_OVERSAMPLE, like_threshold: float = 4.0,
+) -> RecommendationList:
+    """The dot-product candidate source: the embedding index searched with the user's vector, ranked by
+    :math:`u^\\top i` alone (no score-level fusion)."""
+    _check_k(k)
+    f = validate_filters(filters)
     params = {**_params(dataset, f, k, k, f.diversity > 0), "user_id": user_id}
     pool = k if f.diversity <= 0 else min(MAX_K * 3, k * 4)
     rows = read(driver, Q_RECOMMEND_USER, {**params, "fetch": max(k * oversample, 10), "limit": pool}, database)
@@ -504,14 +508,14 @@ def _fused_ranking(
     return p, scored, exhausted or scored[k - 1][0] >= bound - 1e-9
 
 
-def _recommend_fused(
-    driver: neo4j.Driver, user_id: str, k: int, f: Filters, dataset: str, database: str, oversample: int, like_threshold: float,
-    serving_lists: bool = True,
+def recommend_indexed(
+    driver: neo4j.Driver, user_id: str, k: int = 10, filters: Filters | dict[str, Any] | None = None, *, dataset: str,
+    database: str = "neo4j", oversample: int = DEFAULT_OVERSAMPLE, like_threshold: float = 4.0,
 ) -> RecommendationList:
-    """:func:`recommend` with score-level fusion (see the module docstring); grows the candidate sources until exact."""
-    listed = _recommend_listed(driver, user_id, k, f, dataset, database, oversample) if serving_lists else None
-    if listed is not None:
-        return listed
+    """The vector-index candidate source with the fused score (see the module docstring): the embedding,
+    text and popularity sources grow until the top ``k`` is exact."""
+    _check_k(k)
+    f = validate_filters(filters)
     pool = k if f.diversity <= 0 else min(MAX_K * 3, k * 4)
     params = {**_params(dataset, f, pool, max(k * oversample, 10), f.diversity > 0), "user_id": user_id}
     n_items: int | None = None
@@ -545,8 +549,8 @@ def list_fetch(k: int, f: Filters, oversample: int = DEFAULT_OVERSAMPLE) -> int:
     return 2 * k + len(f.exclude_ids)
 
 
-def _recommend_listed(
-    driver: neo4j.Driver, user_id: str, k: int, f: Filters, dataset: str, database: str, oversample: int,
+def recommend_listed(
+    driver: neo4j.Driver, user_id: str, k: int, f: Filters, *, dataset: str, database: str = "neo4j", oversample: int = DEFAULT_OVERSAMPLE,
 ) -> RecommendationList | None:
     """The user's serving list of the active model, filtered (:mod:`graph.serving_lists`); ``None`` when
     the request needs the index search: no list (unknown user, user newer than the model, lists not

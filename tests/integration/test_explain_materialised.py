@@ -16,7 +16,7 @@ from graph.connection import read
 from graph.embeddings import publish
 from graph.co_likes import build_co_likes
 from graph.explain import explain, verify_reason
-from graph.recommend import Filters, Interaction, recommend, record_interaction
+from graph.recommend import Filters, Interaction, recommend, recommend_dot, record_interaction
 from graph.recommend_explained import recommend_explained
 from graph.recommend_fixtures import load_toy_graph, random_embeddings
 from graphrec.settings import Settings
@@ -38,7 +38,7 @@ def toy(neo4j_driver: Any, neo4j_info: Any) -> Iterator[dict[str, Any]]:
 
 def _explain_all(toy: dict[str, Any], user: str, **kw: Any) -> tuple[list[str], dict[str, Any]]:
     d, db = toy["driver"], toy["db"]
-    recs = recommend(d, user, 10, Filters(exclude_seen=kw.pop("exclude_seen", True)), dataset=DS, database=db, score_fusion=False)
+    recs = recommend_dot(d, user, 10, Filters(exclude_seen=kw.pop("exclude_seen", True)), dataset=DS, database=db)
     items = [i.item_id for i in recs.items]
     return items, explain(d, items, dataset=DS, user_id=user, max_reasons=4, database=db, **kw)
 

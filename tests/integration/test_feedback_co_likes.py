@@ -23,7 +23,7 @@ from graph.connection import read
 from graph.embeddings import publish
 from graph.explain import STORED_WITNESSES, explain, verify_reason
 from graph.feedback import Interaction, record_interaction
-from graph.recommend import Filters, recommend
+from graph.recommend import Filters, recommend_dot
 from graph.recommend_fixtures import load_toy_graph, random_embeddings
 
 DS = "toy-feedback"
@@ -94,7 +94,7 @@ def _assert_exact(fb: dict[str, Any]) -> dict[tuple[str, str], tuple[int, float]
 def _assert_explanations_recheck(fb: dict[str, Any], users: list[str]) -> None:
     d, db = fb["driver"], fb["db"]
     for user in users:
-        recs = recommend(d, user, 10, Filters(exclude_seen=False), dataset=DS, database=db, score_fusion=False)
+        recs = recommend_dot(d, user, 10, Filters(exclude_seen=False), dataset=DS, database=db)
         exps = explain(d, [i.item_id for i in recs.items], dataset=DS, user_id=user, max_reasons=4, database=db)
         assert {e.method for e in exps.values()} == {"materialised"}
         for item_id, exp in exps.items():
@@ -289,7 +289,7 @@ def test_feedback_while_the_counts_are_taken_leaves_the_marker_stale(fb: dict[st
 
     co = build_co_likes(d, DS, top_n=10, min_count=1, batch_size=5, database=db, progress=progress)
     assert wrote and not co.fresh
-    recs = recommend(d, user, 5, Filters(exclude_seen=False), dataset=DS, database=db, score_fusion=False)
+    recs = recommend_dot(d, user, 5, Filters(exclude_seen=False), dataset=DS, database=db)
     exps = explain(d, [i.item_id for i in recs.items], dataset=DS, user_id=user, max_reasons=4, database=db)
     assert {e.method for e in exps.values()} == {"live"}
     for item_id, exp in exps.items():

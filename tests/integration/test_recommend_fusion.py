@@ -23,7 +23,7 @@ from gnn.text.encoder import EncoderConfig
 from gnn.text.recipe import TextRecipe
 from gnn.train import train_model
 from graph.connection import read
-from graph.recommend import Filters, Interaction, recommend, record_interaction
+from graph.recommend import Filters, Interaction, recommend, recommend_dot, recommend_indexed, record_interaction
 from graph.recommend_fixtures import GENRES, load_toy_graph
 from graphrec.settings import get_settings
 from graphrec.snapshot import SplitSpec, make_snapshot
@@ -132,7 +132,8 @@ def test_publish_writes_the_fusion_tables(fused: dict[str, Any]) -> None:
 @pytest.mark.parametrize("lists", [True, False], ids=["serving-list", "index-search"])
 @pytest.mark.parametrize("user", ["u0", "u3", "u9", "u21"])  # two sparse (<= 5) users, two others
 def test_served_ranking_equals_offline_fused_ranking(fused: dict[str, Any], user: str, lists: bool) -> None:
-    recs = recommend(fused["driver"], user, 10, dataset=DS, database=fused["db"], serving_lists=lists)
+    source = recommend if lists else recommend_indexed  # the serving list answers when it covers the request
+    recs = source(fused["driver"], user, 10, dataset=DS, database=fused["db"])
     assert recs.ranking == "fusion" and recs.exact is True
     assert recs.candidates == ("list" if lists else "index")
     off = fused["offline"]
@@ -170,7 +171,7 @@ def test_graph_only_path_and_unfused_republish(fused: dict[str, Any]) -> None:
     d, db = fused["driver"], fused["db"]
     off = fused["offline"]
     u = off["users"]["u9"]
-    plain = recommend(d, "u9", 5, dataset=DS, database=db, score_fusion=False)
+    plain = recommend_dot(d, "u9", 5, dataset=DS, database=db)
     dots = sorted(((i, float(off["graph"][u, n])) for n, i in enumerate(off["items"]) if i not in fused["seen"]["u9"]), key=lambda t: -t[1])[:5]
     dot_of = lambda item: float(off["graph"][u, off["items"].index(item)])  # noqa: E731
     _assert_same_ranking(plain.items, dots, dot_of)
