@@ -69,6 +69,6 @@ def test_percentiles_and_run_load() -> None:
 def test_browser_queries_name_the_dataset_user_and_item() -> None:
     qs = browser_queries("movielens", "1", "1221")
     assert len(qs) == 3
-    assert "m.top_prop" in qs[0][1] and "id: '1'" in qs[0][1]
-    assert "id: '1221'" in qs[1][1] and "HAS_GENRE" in qs[1][1]
-    assert "ActiveModel" in qs[2][1]
+    assert "NEIGHBOUR" in qs[0][1] and "id: '1'" in qs[0][1] and "dataset: 'movielens'" in qs[0][1]
+    assert "id: '1221'" in qs[1][1] and "(j:Item)-[n:NEIGHBOUR]->" in qs[1][1] and "RETURN p" in qs[1][1]
+    assert "ActiveModel" in qs[2][1] and "m.kind" in qs[2][1]
