@@ -24,6 +24,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "benchmarks.serve",
     "benchmarks.feedback",
     "benchmarks.live",
+    "benchmarks.fit",
 )
 
 

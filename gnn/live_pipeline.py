@@ -94,6 +94,13 @@ def item_text_vectors(snapshot: Snapshot, cache_dir: str | os.PathLike[str] | No
     return vectors, encoder.identity
 
 
+def with_validation(data: InteractionData, cfg: LiveFitConfig) -> tuple[InteractionData, bool]:
+    """``data`` with a validation part: its own, or one carved out of the training part (``True``)."""
+    if len(data.val):
+        return data, False
+    return carve_validation(data, cfg.val_fraction, seed=cfg.seed), True
+
+
 def fit_live(
     snapshot: Snapshot,
     out_dir: str | os.PathLike[str],
@@ -108,16 +115,13 @@ def fit_live(
     """
     cfg = config or LiveFitConfig()
     t0 = time.perf_counter()
-    data = InteractionData.from_snapshot(snapshot)
-    carved = False
-    if len(data.val) == 0:
-        data = carve_validation(data, cfg.val_fraction, seed=cfg.seed)
-        carved = True
+    data, carved = with_validation(InteractionData.from_snapshot(snapshot), cfg)
     fc, selection = choose_filter(data, cfg)
     t_sel = time.perf_counter()
     vectors, identity = item_text_vectors(snapshot, cache_dir, progress) if cfg.use_text and cfg.text_top_k > 0 else (None, None)
     t_text = time.perf_counter()
     form, report = fit_live_default(data, filter_fitter(fc), vectors, text_top_k=max(cfg.text_top_k, 1), grid=cfg.grid)
+    assert form is not None
     extra = {
         "kind": "live", "served_on": report.served_on, "validation_carved": carved, "filter": fc.model_dump(),
         "filter_selection": selection, "fusion": report.weights.model_dump(), "fusion_grid": report.grid,
@@ -138,4 +142,4 @@ def fit_live(
     return path, summary
 
 
-__all__ = ["LiveFitConfig", "choose_filter", "filter_fitter", "fit_live", "item_text_vectors"]
+__all__ = ["LiveFitConfig", "choose_filter", "filter_fitter", "fit_live", "item_text_vectors", "with_validation"]

@@ -194,8 +194,9 @@ def fit_live_default(
     text_top_k: int = 20,
     grid: FusionGrid | None = None,
     evaluate_test: bool = True,
-    serve_on: Sequence[str] = ("train", "val", "test"),
-) -> tuple[LiveForm, LiveFitReport]:
+    serve_on: Sequence[str] | None = ("train", "val", "test"),
+    test_curve: bool = False,
+) -> tuple[LiveForm | None, LiveFitReport]:
     """Choose the fusion weights on validation, report test, and fit the served form on ``serve_on``.
 
     Args:
@@ -206,7 +207,9 @@ def fit_live_default(
         text_top_k: Text neighbours per item.
         grid: The validation grid.
         evaluate_test: Also refit on train + val and evaluate on test (skipped when there is no test part).
-        serve_on: Parts the served form is fitted on (default: all of them).
+        serve_on: Parts the served form is fitted on (default: all of them; ``None``: no served form).
+        test_curve: Also score every grid point on the test part (the literature's protocol, selection
+            on the test curve; reported as ``test_curve_best``, never used to choose).
     """
     t0 = time.perf_counter()
     text = text_neighbours(text_vectors, text_top_k) if text_vectors is not None and len(text_vectors) else None
@@ -219,13 +222,26 @@ def fit_live_default(
         base_tv = fit_filter(data, ("train", "val"))
         h_tv = history_matrix([data.train, data.val], data.num_users, data.num_items)
         form_tv = combine(base_tv, text, popularity(h_tv), weights)
-        m = Evaluator(data, part="test", ks=(20,), metrics=("recall", "ndcg"), device="cpu").evaluate(live_scorer(form_tv, h_tv)).metrics
+        test_ev = Evaluator(data, part="test", ks=(20,), metrics=("recall", "ndcg"), device="cpu")
+        m = test_ev.evaluate(live_scorer(form_tv, h_tv)).metrics
         test_metrics = {k: m[k] for k in ("recall@20", "ndcg@20")}
+        if test_curve:
+            curve = []
+            for t in trials:
+                w = weights.model_copy(update={"beta": t["beta"], "gamma": t["gamma"]})
+                mm = test_ev.evaluate(live_scorer(combine(base_tv, text, popularity(h_tv), w), h_tv)).metrics
+                curve.append({"beta": t["beta"], "gamma": t["gamma"], "recall@20": mm["recall@20"], "ndcg@20": mm["ndcg@20"]})
+            best = max(curve, key=lambda c: c["ndcg@20"])
+            test_metrics.update({"test_curve_best_recall@20": best["recall@20"], "test_curve_best_ndcg@20": best["ndcg@20"],
+                                 "test_curve_best_beta": best["beta"], "test_curve_best_gamma": best["gamma"]})
     t_test = time.perf_counter()
-    parts = [p for p in serve_on if len(data.part(p))]
-    base_all = fit_filter(data, tuple(parts))
-    h_all = history_matrix([data.part(p) for p in parts], data.num_users, data.num_items)
-    served = combine(base_all, text, popularity(h_all), weights)
+    served: LiveForm | None = None
+    parts: list[str] = []
+    if serve_on is not None:
+        parts = [p for p in serve_on if len(data.part(p))]
+        base_all = fit_filter(data, tuple(parts))
+        h_all = history_matrix([data.part(p) for p in parts], data.num_users, data.num_items)
+        served = combine(base_all, text, popularity(h_all), weights)
     t_end = time.perf_counter()
     report = LiveFitReport(
         weights=weights, val_metrics=val_metrics, test_metrics=test_metrics, grid=trials, served_on=parts,
