@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -142,28 +143,32 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             during: list[tuple[float, dict[str, Any], int, bool]] = []  # (t, pair, status, retry-after header)
             t0 = time.monotonic()
 
+            def probe(c: httpx.Client, u: str) -> None:
+                s = time.perf_counter()
+                try:
+                    resp = c.get(f"/v1/users/{u}/recommendations", params={"k": 10})
+                    code = resp.status_code
+                    if code // 100 != 2:
+                        try:
+                            err = resp.json().get("code") or resp.json().get("detail")
+                        except ValueError:
+                            err = resp.text[:200]
+                        failures.append({"t": round(time.monotonic() - t0, 2), "status": code, "error": err,
+                                         "retry_after": resp.headers.get("retry-after")})
+                except httpx.HTTPError as e:
+                    code = 0
+                    failures.append({"t": round(time.monotonic() - t0, 2), "status": 0, "error": type(e).__name__})
+                probes.append((time.monotonic() - t0, code, time.perf_counter() - s))
+
             def prober() -> None:
-                c = httpx.Client(base_url=base, timeout=30.0)
+                # open loop: a probe starts every 1/rate s whatever the earlier ones take (at most 16 in flight)
+                c = httpx.Client(base_url=base, timeout=30.0, limits=httpx.Limits(max_connections=16))
                 period, nxt = 1.0 / args.rate, time.monotonic()
-                while not stop.is_set():
-                    u = rng.choice(pairs.users)
-                    s = time.perf_counter()
-                    try:
-                        resp = c.get(f"/v1/users/{u}/recommendations", params={"k": 10})
-                        code = resp.status_code
-                        if code // 100 != 2:
-                            try:
-                                err = resp.json().get("code") or resp.json().get("detail")
-                            except ValueError:
-                                err = resp.text[:200]
-                            failures.append({"t": round(time.monotonic() - t0, 2), "status": code, "error": err,
-                                             "retry_after": resp.headers.get("retry-after")})
-                    except httpx.HTTPError as e:
-                        code = 0
-                        failures.append({"t": round(time.monotonic() - t0, 2), "status": 0, "error": type(e).__name__})
-                    probes.append((time.monotonic() - t0, code, time.perf_counter() - s))
-                    nxt += period
-                    stop.wait(max(0.0, nxt - time.monotonic()))
+                with ThreadPoolExecutor(max_workers=16) as pool:
+                    while not stop.is_set():
+                        pool.submit(probe, c, rng.choice(pairs.users))
+                        nxt += period
+                        stop.wait(max(0.0, nxt - time.monotonic()))
 
             def writer() -> None:
                 c = httpx.Client(base_url=base, timeout=30.0)
