@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from graphrec.errors import InvalidArgumentError, ModelError, UnknownUserError
+import gnn.filters  # noqa: F401  (registers gfcf, chebycf, ease)
 from gnn.baselines import ItemKNN, MostPopular
 from gnn.checkpoint import load_checkpoint, save_checkpoint
 from gnn.config import TrainConfig, default_recipe, paper_recipe, parse_init_std
@@ -37,7 +38,7 @@ def _fitted(kind: str, data: InteractionData) -> Recommender:
     return model
 
 
-KINDS = ["lightgcn", "mf", "most_popular", "item_knn"]
+KINDS = ["lightgcn", "mf", "most_popular", "item_knn", "gfcf", "chebycf", "ease"]
 
 
 def test_all_models_registered() -> None:
