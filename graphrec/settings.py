@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         "auto", description="GRAPHREC_TEXT_PRECISION: text encoder precision; auto = int8 on a CPU with VNNI, fp32 on CUDA (fp16 optional there)."
     )
 
+    min_coverage: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="GRAPHREC_MIN_COVERAGE: smallest share of the active generation's items a model must have vectors for: "
+                    "`graphrec publish` refuses a model whose items cover less (--min-coverage overrides), /v1/health reports "
+                    "degraded below it.")
+
     # --- API ---
     dataset: str = Field("movielens", description="GRAPHREC_DATASET: dataset the API and `graphrec recommend` serve.")
     api_host: str = Field("127.0.0.1", description="GRAPHREC_API_HOST: bind address of the API.")
