@@ -52,6 +52,12 @@ class TextModelLoadingError(ModelNotReadyError):
     """The text model is still loading (503 with ``Retry-After``)."""
 
 
+class NoTextModelError(GraphrecError):
+    """A request with free text while the active model has no text model (409: publish one with a text model)."""
+
+    http_status = 409
+
+
 class BodyTooLargeError(GraphrecError):
     """The request body is larger than ``GRAPHREC_MAX_BODY_BYTES`` (413)."""
 
@@ -67,6 +73,7 @@ class InvalidBodyError(GraphrecError):
 # Most specific first: the first class an exception is an instance of gives its code.
 _CODES: tuple[tuple[type[BaseException], str], ...] = (
     (TextModelLoadingError, "text_model_loading"),
+    (NoTextModelError, "no_text_model"),
     (UnknownUserError, "unknown_user"),
     (UnknownItemError, "unknown_item"),
     (NotFoundError, "not_found"),
@@ -103,7 +110,7 @@ _PUBLIC_5XX: tuple[type[BaseException], ...] = (ModelNotReadyError,)
 #: Stable codes of the answers the API produces without an exception class (FastAPI/Starlette).
 VALIDATION_ERROR = "validation_error"
 HTTP_CODES: dict[int, str] = {400: "invalid_body", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                              405: "method_not_allowed", 406: "not_acceptable", 413: "body_too_large",
+                              405: "method_not_allowed", 409: "conflict", 406: "not_acceptable", 413: "body_too_large",
                               415: "unsupported_media_type", 422: VALIDATION_ERROR, 429: "too_many_requests"}
 
 

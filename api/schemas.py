@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graph.explain import Explanation, Reason
 from graph.recommend import Filters, RecommendedItem
+
+
+ARG_PATTERN = r"^[A-Za-z0-9_.,:=/@+-]+$"
+"""What a command-line argument of an admin job may contain (no shell is involved; see :func:`api.jobs.check_args`)."""
 
 
 class RecommendedItemOut(RecommendedItem):
@@ -39,10 +43,12 @@ class RecommendationsOut(BaseModel):
 class ColdStartIn(BaseModel):
     """Cold start: a few liked items and/or a free-text description of what the user wants."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"liked_item_ids": ["6", "1221"], "k": 5},
-        {"text": "a tense heist thriller with a great cast", "k": 5, "genres": ["Crime"]},
-    ]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra=lambda schema: schema.update({
+        "examples": [{"liked_item_ids": ["6", "1221"], "k": 5},
+                     {"text": "a tense heist thriller with a great cast", "k": 5, "genres": ["Crime"]}],
+        # what _something checks, in the schema: at least one liked item, or a text with a non-blank character
+        "anyOf": [{"required": ["liked_item_ids"], "properties": {"liked_item_ids": {"minItems": 1}}},
+                  {"required": ["text"], "properties": {"text": {"type": "string", "pattern": "\\S"}}}]}))
 
     liked_item_ids: list[str] = Field(default_factory=list, max_length=200, description="Items the user likes.")
     text: str | None = Field(None, max_length=2000, description="Free text, encoded with the model's text encoder.")
@@ -127,7 +133,8 @@ class ReloadIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"source": "movielens", "mode": "replace"}]})
 
     source: Literal["movielens", "lightgcn", "csv"] = "movielens"
-    path: str | None = Field(None, max_length=1000, description="Data folder (default: the bundled data for movielens).")
+    path: str | None = Field(None, max_length=300, pattern=ARG_PATTERN,
+                             description="Data folder (default: the bundled data for movielens); letters, digits and `_.,:=/@+-`.")
     mode: Literal["upsert", "replace"] = "upsert"
     republish: bool = Field(True, description="upsert: publish the active model's checkpoint again afterwards (embeds new items "
                                               "from text). A replace carries the active model into the new graph instead.")
@@ -143,7 +150,9 @@ class TrainIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"epochs": 20}]})
 
     epochs: int | None = Field(None, ge=1, le=10_000)
-    extra_args: list[str] = Field(default_factory=list, max_length=20, description="More `graphrec fuse`/`train` options (each one `--name` or a value).")
+    extra_args: list[Annotated[str, Field(max_length=300, pattern=ARG_PATTERN)]] = Field(
+        default_factory=list, max_length=20,
+        description="More `graphrec fuse`/`train` options (each one `--name` or a value; letters, digits and `_.,:=/@+-`).")
     publish: bool = True
 
 

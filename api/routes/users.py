@@ -68,7 +68,7 @@ async def get_recommendations(
     k: Annotated[int, Query(ge=1, le=100, description="How many items.")] = 10,
     genre: Annotated[list[str] | None, Query(max_length=50, description="Keep items with one of these genres (repeat the parameter).")] = None,
     year_min: Annotated[int | None, Query(ge=0, le=3000)] = None,
-    year_max: Annotated[int | None, Query(ge=0, le=3000)] = None,
+    year_max: Annotated[int | None, Query(ge=0, le=3000, description="Not below year_min (422 otherwise).")] = None,
     exclude: Annotated[list[str] | None, Query(max_length=1000, description="Item ids never to recommend.")] = None,
     include: Annotated[list[str] | None, Query(max_length=1000, description="Recommend only among these item ids.")] = None,
     exclude_seen: Annotated[bool, Query(description="Drop items the user already interacted with (feedback included).")] = True,
