@@ -156,18 +156,22 @@ class GraphState:
         Raises:
             TextModelLoadingError: The text model of ``tag`` is loading (in the background; started
                 here when it was not): answer 503 with ``Retry-After``.
+            NoTextModelError: The active model has no text model (409).
         """
-        from api.errors import TextModelLoadingError
+        from api.errors import NoTextModelError, TextModelLoadingError
 
+        no_text = NoTextModelError("the active model has no text model: free-text cold start is not available (give liked_item_ids)")
         if not checkpoint:
-            return None  # no checkpoint, no text model: the caller answers model_not_ready
-        cached = self._coldstart
-        if cached is not None and cached[0] == tag and (cached[1] is None or cached[1].encoder.loaded):
-            return cached[1]
-        self.preload_text_model(tag, checkpoint)
-        cached = self._coldstart
-        if cached is not None and cached[0] == tag and (cached[1] is None or cached[1].encoder.loaded):
-            return cached[1]
+            raise no_text
+        for attempt in range(2):
+            cached = self._coldstart
+            if cached is not None and cached[0] == tag:
+                if cached[1] is None:
+                    raise no_text
+                if cached[1].encoder.loaded:
+                    return cached[1]
+            if attempt == 0:
+                self.preload_text_model(tag, checkpoint)
         raise TextModelLoadingError("the text model is loading; retry in a few seconds")
 
     def preload_text_model(self, tag: str | None = None, checkpoint: str | None = None) -> None:

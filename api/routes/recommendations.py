@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from api.deps import GraphDep
 from api.routes.users import ERRORS, response_of, with_explanations
-from api.schemas import ColdStartIn, RecommendationsOut
+from api.schemas import ColdStartIn, RecommendationsOut, error_response
 from graph.embeddings import require_active_model
 from graph.recommend import recommend_cold_start as embedding_cold_start
 from graph.serving.live import text_items
@@ -17,7 +17,9 @@ from graphrec.errors import ModelNotReadyError, UnknownItemError
 router = APIRouter(prefix="/recommendations", tags=["recommendations"])
 
 
-@router.post("", response_model=RecommendationsOut, responses=ERRORS, summary="Cold start: liked items and/or text")
+@router.post("", response_model=RecommendationsOut, summary="Cold start: liked items and/or text", responses={**ERRORS, 409: error_response(
+    409, "Free text, while the active model has no text model.", "no_text_model",
+    "the active model has no text model: free-text cold start is not available (give liked_item_ids)")})
 def post_cold_start(graph: GraphDep, body: ColdStartIn) -> RecommendationsOut:
     """Builds a query vector from the liked items' embeddings and/or the text (projected with the
     active model's cold-start head, the same text encoder as training) and searches the index.
