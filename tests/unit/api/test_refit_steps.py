@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from api.refit import TRAINER, default_refit_steps, train_steps
+from api.refit import EPOCH_TRAINERS, TRAINER, default_refit_steps, train_steps
 from graphrec.settings import Settings
 
 
@@ -12,7 +12,8 @@ def test_train_steps_export_train_publish() -> None:
     steps = train_steps("movielens", "/s", "/m", epochs=5, extra=["--dim", "32"])
     assert [s[0] for s in steps] == ["snapshot", TRAINER, "publish"]
     assert steps[0][-2:] == ["--out", "/s"] and "val_fraction=0.1" in steps[0]
-    assert steps[1] == [TRAINER, "--snapshot", "/s", "--dataset", "movielens", "--out", "/m", "--epochs", "5", "--dim", "32"]
+    epochs = ["--epochs", "5"] if TRAINER in EPOCH_TRAINERS else []  # a closed-form trainer takes no epochs
+    assert steps[1] == [TRAINER, "--snapshot", "/s", "--dataset", "movielens", "--out", "/m", *epochs, "--dim", "32"]
     assert steps[2] == ["publish", "--checkpoint", "/m", "--dataset", "movielens"]
     assert [s[0] for s in train_steps("movielens", "/s", "/m", publish=False)] == ["snapshot", TRAINER]
 
