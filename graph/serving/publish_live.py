@@ -202,7 +202,7 @@ def publish_live(
         **{k: None for k in LEGACY_KEYS},
         "dataset": dataset, "version": version, "tag": tag, "kind": "live", "dim": dim, "max_norm": float(max_norm),
         **names, "item_index": index, "text_prop": text_prop, "text_index": text_index,
-        "alpha": float(form.alpha), "gamma": float(form.gamma), "n_users": 0, "n_items": len(kept),
+        "alpha": float(form.alpha), "gamma": float(form.gamma), "n_users": 0, "n_items": len(kept), "gen": gen,
         "neighbours_top_k": form.top_k, "checkpoint": checkpoint, "published_at": utc_now_iso(),
     }
     write(driver, Q_CREATE_PROPERTY_TOKENS, {"names": sorted(props)}, database)
