@@ -246,7 +246,7 @@ def _job_runner(state: GraphState) -> Any:
         database = state.database
     except GraphrecError:
         database = state.settings.neo4j_database
-    return JobRunner(store=JobStore(lambda: state.driver, database))
+    return JobRunner(store=JobStore(lambda: state.driver, database, dataset=state.dataset))
 
 
 def _freeze_startup_heap() -> None:

@@ -168,6 +168,7 @@ class JobOut(BaseModel):
 
     id: str
     kind: Literal["reload", "train"]
+    dataset: str | None = None
     state: Literal["queued", "running", "succeeded", "failed", "interrupted"] = Field(
         description="`interrupted`: the API process running it stopped before it finished.")
     progress: float = Field(0.0, ge=0.0, le=1.0, description="Finished steps / steps.")

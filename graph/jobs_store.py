@@ -1,6 +1,6 @@
 """Admin jobs kept in Neo4j, so that they outlive the API process that ran them::
 
-    (:Job {id, kind, state, progress, step, steps, commands, messages, created_at, started_at,
+    (:Job {id, dataset, kind, state, progress, step, steps, commands, messages, created_at, started_at,
            finished_at, updated_at, heartbeat, owner, returncode, error})
 
 ``commands`` are JSON strings (one ``graphrec ...`` argument list each: Neo4j has no list of lists);
@@ -37,7 +37,7 @@ Q_GET_JOB = "MATCH (j:`Job` {id: $id}) RETURN j {.*} AS j"
 
 Q_LIST_JOBS = """
 MATCH (j:`Job`)
-WHERE $state IS NULL OR j.state = $state
+WHERE ($dataset IS NULL OR j.dataset = $dataset) AND ($state IS NULL OR j.state = $state)
 RETURN j {.*} AS j
 ORDER BY j.created_at DESC, j.id
 LIMIT $limit
@@ -45,7 +45,7 @@ LIMIT $limit
 
 Q_INTERRUPT_STALE = """
 MATCH (j:`Job`)
-WHERE j.state IN $active AND coalesce(j.owner, '') <> $owner AND coalesce(j.heartbeat, 0.0) < $before
+WHERE ($dataset IS NULL OR j.dataset = $dataset) AND j.state IN $active AND coalesce(j.owner, '') <> $owner AND coalesce(j.heartbeat, 0.0) < $before
 SET j.state = 'interrupted', j.finished_at = $now_iso, j.updated_at = $now_iso,
     j.error = 'the API process running this job stopped before it finished'
 RETURN j.id AS id
@@ -57,6 +57,7 @@ class JobRecord(BaseModel):
 
     id: str
     kind: str
+    dataset: str | None = Field(None, description="Dataset of the API that ran it.")
     state: JobState = "queued"
     progress: float = Field(0.0, ge=0.0, le=1.0, description="Finished steps / steps.")
     step: int = 0
@@ -95,10 +96,12 @@ class JobStore:
         database (str, optional): Database name (default: ``"neo4j"``).
         stale_s (float, optional): A queued or running job whose owner has not written for this long
             is shown as ``interrupted`` (default: 30).
+        dataset (str, optional): Only the jobs of this dataset are listed and recovered (default: all).
     """
 
-    def __init__(self, driver: Any, database: str = "neo4j", stale_s: float = 30.0) -> None:
+    def __init__(self, driver: Any, database: str = "neo4j", stale_s: float = 30.0, dataset: str | None = None) -> None:
         self._driver = driver
+        self.dataset = dataset
         self.database = database
         self.stale_s = stale_s
         self._schema_done = False
@@ -114,7 +117,9 @@ class JobStore:
             self._schema_done = True
 
     def save(self, job: JobRecord) -> None:
-        """Create or update the job's node."""
+        """Create or update the job's node (stamped with the store's dataset)."""
+        if job.dataset is None and self.dataset is not None:
+            job.dataset = self.dataset
         self._schema()
         write(self.driver, Q_SAVE_JOB, {"id": job.id, "props": job.to_props()}, self.database)
 
@@ -134,14 +139,14 @@ class JobStore:
 
     def list(self, owner: str | None = None, state: str | None = None, limit: int = 50) -> list[JobRecord]:
         """The newest ``limit`` jobs (optionally in ``state``), newest first."""
-        rows = read(self.driver, Q_LIST_JOBS, {"state": state, "limit": int(limit)}, self.database)
+        rows = read(self.driver, Q_LIST_JOBS, {"dataset": self.dataset, "state": state, "limit": int(limit)}, self.database)
         jobs = [self._view(r["j"], owner) for r in rows]
         return [j for j in jobs if state is None or j.state == state]
 
     def interrupt_stale(self, owner: str, now_iso: str) -> list[str]:
         """Mark the jobs that dead processes left queued or running ``interrupted``; their ids."""
         self._schema()
-        rows = write_rows(self.driver, Q_INTERRUPT_STALE, {"active": list(ACTIVE_STATES), "owner": owner,
+        rows = write_rows(self.driver, Q_INTERRUPT_STALE, {"dataset": self.dataset, "active": list(ACTIVE_STATES), "owner": owner,
                                                             "before": time.time() - self.stale_s, "now_iso": now_iso}, self.database)
         return [r["id"] for r in rows]
 

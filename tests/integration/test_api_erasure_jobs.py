@@ -133,7 +133,7 @@ def test_jobs_survive_an_api_restart(graph: tuple[Any, Any, dict[str, Any]]) -> 
     driver, info, _ = graph
     db = info.database
     # a job a dead API process left running
-    store = JobStore(driver, db)
+    store = JobStore(driver, db, dataset=DS)
     dead = JobRecord(id="deadbeef0001", kind="reload", state="running", steps=2, step=1, created_at=utc_now_iso(),
                      commands=[["graphrec", "load", "movielens"]], messages=["$ graphrec load movielens"],
                      owner="a-process-that-died", heartbeat=time.time() - 3600)
@@ -160,6 +160,7 @@ def test_jobs_survive_an_api_restart(graph: tuple[Any, Any, dict[str, Any]]) -> 
         by_id = {j["id"]: j for j in listed.json()["jobs"]}
         assert by_id[job_id]["state"] == "failed" and by_id[job_id]["messages"] == job["messages"]
         assert by_id["deadbeef0001"]["state"] == "interrupted"
+        assert {j["dataset"] for j in listed.json()["jobs"]} == {DS}  # other datasets' jobs are not listed
         assert c.get("/v1/admin/jobs", params={"state": "interrupted"}, headers=AUTH).json()["jobs"][0]["id"] == "deadbeef0001"
     stored = read(driver, "MATCH (j:Job {id: 'deadbeef0001'}) RETURN j.state AS s", {}, db)
     assert stored[0]["s"] == "interrupted"  # written back at start-up, not only shown
