@@ -71,3 +71,17 @@ def test_train_saves_a_reloadable_filter_checkpoint(
     assert len(ckpt.model.train_users) == sum(1 for _ in ckpt.model.train_users)  # interactions restored
     scores = ckpt.model.scorer()(torch.arange(ckpt.model.num_users))
     assert scores.shape == (20, ckpt.model.num_items) and torch.isfinite(scores).all()
+
+
+def test_bench_train_labels_the_literature_protocol(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_lightgcn_files(tmp_path / "tiny")
+    code, out, err = run_cli(
+        ["bench", "train", "--dataset", "tiny", "--path", str(data), "--model", "auto", "--select-on", "test",
+         "--device", "cpu", "--budget", "60", "--out", str(tmp_path / "out")],
+        capsys,
+    )
+    assert code == 0, out + err
+    rec = json.loads((tmp_path / "out" / "bench_train.json").read_text())
+    assert rec["protocol"].startswith("test-selection") and rec["fitted_on"] == ["train"]
+    # selected on the test part: the chosen candidate's score is the best test score of the search
+    assert rec["selection"]["val_metrics"]["ndcg@20"] == max(c["ndcg@20"] for c in rec["selection"]["candidates"])
