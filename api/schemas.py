@@ -55,7 +55,7 @@ class ColdStartIn(BaseModel):
     k: int = Field(10, ge=1, le=100)
     genres: list[str] | None = Field(None, max_length=50)
     year_min: int | None = Field(None, ge=0, le=3000)
-    year_max: int | None = Field(None, ge=0, le=3000)
+    year_max: int | None = Field(None, ge=0, le=3000, description="Not below year_min (422 otherwise).")
     exclude_ids: list[str] = Field(default_factory=list, max_length=1000)
     diversity: float = Field(0.0, ge=0.0, le=1.0)
     explain: bool = False
@@ -64,6 +64,8 @@ class ColdStartIn(BaseModel):
     def _something(self) -> ColdStartIn:
         if not self.liked_item_ids and not (self.text and self.text.strip()):
             raise ValueError("give liked_item_ids and/or a non-empty text")
+        if self.year_min is not None and self.year_max is not None and self.year_min > self.year_max:
+            raise ValueError("year_min must not exceed year_max")
         return self
 
     def filters(self) -> Filters:

@@ -96,7 +96,8 @@ def test_invalid_query_parameters_are_422(client: tuple[TestClient, FakeDriver],
     assert fake.queries == []  # nothing reached Neo4j
 
 
-@pytest.mark.parametrize("body", [{}, {"liked_item_ids": [], "text": "  "}, {"text": "x", "k": 0}, {"text": "x", "colour": 1}])
+@pytest.mark.parametrize("body", [{}, {"liked_item_ids": [], "text": "  "}, {"text": "x", "k": 0}, {"text": "x", "colour": 1},
+                                  {"liked_item_ids": ["i1"], "year_min": 2000, "year_max": 1990.0}])
 def test_invalid_cold_start_bodies_are_422(client: tuple[TestClient, FakeDriver], body: dict[str, Any]) -> None:
     c, _ = client
     assert c.post("/v1/recommendations", json=body).status_code == 422
