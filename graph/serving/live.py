@@ -1,88 +1,63 @@
 r"""The live candidate source: a user's scores computed from their history as it is in the graph now.
 
-For a history :math:`h` (item ids read at request time, feedback included) the score of item
-:math:`i` is the live form of the active publication (:mod:`gnn.live`):
+For a history :math:`h` (item ids read at request time, feedback written a moment ago included)
+the score of item :math:`i` is the live form of the active publication (:mod:`gnn.live`):
 
 .. math::
     s_i = \underbrace{\sum_{j \in h} W_{ji}}_{\text{NEIGHBOUR relationships}}
         + \alpha\, \Big(\sum_{j \in h} \mathbf{p}_j\Big)^{\top} \mathbf{q}_i
         + \gamma\, |h|\, p_i
 
-Candidates come from three places in one query: the items the history's ``NEIGHBOUR``
-relationships point to (best ``n_lin`` by their sum), the vector index searched with the
-user's low-rank query vector (best ``n_vec``), and the ``n_pop`` most popular items. All pass the
-business filters in Cypher. An item outside the three has a linear part at most the last
-neighbour sum taken (0 when all were taken), a low-rank part at most the index's last score and a
-popularity at most the last popular item's, so when the ``k``-th score reaches that bound the top
-``k`` is exact; otherwise the three sizes grow and the query runs again.
+A request reads the active model and the user's history in one query, scores every item of the
+publication with its tables (:mod:`graph.serving.tables`: the NEIGHBOUR weights, factors and
+popularity the publication wrote, read once per process), so the top ``k`` is exact, and asks the
+graph which of the best items pass the business filters (only when attribute filters are set) and
+what to show of the top ``k``. Seen items, include and exclude lists are applied to the scores.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
 from graph.embeddings import ModelInfo
 from graph.recommend import Filters, RecommendationList, RecommendedItem
-from graph.serving.records import LiveScoreParts
 from graph.serving.filters import filter_params, item_predicate
+from graph.serving.records import LiveScoreParts
 from graph.serving.store import GraphStore
-from graph.serving.tables import TABLES, LiveTables
+from graph.serving.tables import TABLES
 from graphrec.errors import ModelNotReadyError
 
-MAX_ROUNDS = 6
+FILTER_CHUNK = 512
+"""Best-first items sent per filter query when attribute filters are set (doubling while too few pass)."""
 
 Q_PLAN = """
 MATCH (d:Dataset {name: $dataset})
 OPTIONAL MATCH (m:ActiveModel {dataset: $dataset})
 OPTIONAL MATCH (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
-RETURN m {.*} AS m, u IS NOT NULL AS user_ok,
+RETURN m {.*} AS m, d.gen AS gen, u IS NOT NULL AS user_ok,
        CASE WHEN u IS NULL THEN [] ELSE COLLECT { MATCH (u)-[:INTERACTED]->(j:Item) RETURN j.id } END AS history
 """
-"""Round trip 1: the active model and the user's history (ids), read together."""
+"""Round trip 1: the active model, the active generation and the user's history (ids), read together."""
 
-_ITEM_ROW = "{id: i.id, title: i.title, year: i.year, genres: [(i)-[:HAS_GENRE]->(x:Genre) | x.name], lin: lin}"
-
-_LIN_OF_I = """reduce(s = 0.0, w IN COLLECT { MATCH (j:Item)-[n:NEIGHBOUR]->(i) WHERE n.tag = m.tag AND j.id IN $history
-                                        RETURN n.w } | s + w)"""
-
-Q_CANDIDATES = f"""
+Q_PASSING = f"""
 MATCH (d:Dataset {{name: $dataset}})
-MATCH (m:ActiveModel {{dataset: $dataset}}) WHERE m.tag = $tag
-OPTIONAL MATCH (u:User {{dataset: $dataset, gen: d.gen, id: $user_id}})
-CALL (d, m, u) {{
-  UNWIND $history AS hid
-  MATCH (:Item {{dataset: $dataset, gen: d.gen, id: hid}})-[n:NEIGHBOUR]->(i:Item)
-  WHERE n.tag = m.tag
-  WITH d, u, i, sum(n.w) AS lin
-  WHERE {item_predicate("i")}
-  WITH i, lin ORDER BY lin DESC, i.id LIMIT $n_lin
-  RETURN collect({_ITEM_ROW}) AS lin_hits
-}}
-CALL (d, m, u) {{
-  WITH d, m, u WHERE $qvec IS NOT NULL AND m.item_index IS NOT NULL
-  CALL db.index.vector.queryNodes(m.item_index, $n_vec, $qvec) YIELD node, score
-  WITH d, m, u, collect({{i: node, s: score}}) AS hits
-  CALL (d, m, u, hits) {{
-    UNWIND hits AS h
-    WITH d, m, u, h.i AS i
-    WHERE {item_predicate("i")}
-    WITH i, m, {_LIN_OF_I} AS lin
-    RETURN collect({_ITEM_ROW}) AS ok
-  }}
-  RETURN size(hits) AS vec_n, reduce(x = 2.0, h IN hits | CASE WHEN h.s < x THEN h.s ELSE x END) AS vec_min, ok AS vec_hits
-}}
-CALL (d, m, u) {{
-  UNWIND $pop_ids AS pid
-  MATCH (i:Item {{dataset: $dataset, gen: d.gen, id: pid}})
-  WHERE {item_predicate("i")}
-  WITH i, m, {_LIN_OF_I} AS lin
-  RETURN collect({_ITEM_ROW}) AS pop_hits
-}}
-RETURN lin_hits, vec_n, vec_min, vec_hits, pop_hits
+WITH d, null AS u
+UNWIND range(0, size($ids) - 1) AS r
+MATCH (i:Item {{dataset: $dataset, gen: d.gen, id: $ids[r]}})
+WHERE {item_predicate("i", check_seen=False)}
+RETURN i.id AS id ORDER BY r
 """
-"""Round trip 2 (repeated with larger sizes until exact): the candidates with their linear part."""
+"""Which of ``$ids`` (best first) pass the attribute filters, in the same order."""
 
+Q_DETAILS = """
+MATCH (d:Dataset {name: $dataset})
+UNWIND $ids AS iid
+MATCH (i:Item {dataset: $dataset, gen: d.gen, id: iid})
+RETURN i.id AS id, i.title AS title, i.year AS year, [(i)-[:HAS_GENRE]->(x:Genre) | x.name] AS genres
+"""
+"""What the answer shows of its top ``k``."""
 
 Q_TEXT_ITEMS = """
 MATCH (d:Dataset {name: $dataset})
@@ -97,12 +72,14 @@ TEXT_ANCHORS = 10
 """Items whose texts stand in for the history of a free-text request."""
 
 
-def text_items(store: GraphStore, info: ModelInfo, vector: np.ndarray, n: int = TEXT_ANCHORS) -> list[str]:
-    """Ids of the ``n`` items whose texts are closest to ``vector`` (empty without a text index)."""
-    if not info.text_index:
-        raise ModelNotReadyError("the active model has no text vectors; publish it with text vectors for free-text requests")
-    rows = store.read(Q_TEXT_ITEMS, {"tag": info.tag, "n": n, "vec": [float(x) for x in vector]})
-    return [r["id"] for r in rows]
+@dataclass
+class Plan:
+    """What round trip 1 read."""
+
+    info: ModelInfo | None
+    gen: int
+    user_ok: bool
+    history: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -112,69 +89,94 @@ class _Scored:
     row: dict
 
 
-def plan(store: GraphStore, user_id: str | None) -> tuple[ModelInfo | None, bool, list[str]]:
-    """The active model (``None``: none published), whether the user exists, and their history."""
+def plan(store: GraphStore, user_id: str | None) -> Plan:
+    """The active model (``None``: none published), the active generation, whether the user exists, their history."""
     rows = store.read(Q_PLAN, {"user_id": user_id})
     if not rows:
-        return None, False, []
+        return Plan(None, -1, False)
     r = rows[0]
     info = ModelInfo.model_validate(r["m"]) if r["m"] else None
-    return info, bool(r["user_ok"]), [str(x) for x in r["history"]]
+    return Plan(info, int(r["gen"]), bool(r["user_ok"]), [str(x) for x in r["history"]])
 
 
-def _bound(info: ModelInfo, t: LiveTables, r: dict, sizes: dict[str, int], use_vec: bool, qnorm: float, pop_weight: float) -> float:
-    """Upper bound of the score of every eligible item that is not among the candidates."""
-    lin_b = float(r["lin_hits"][-1]["lin"]) if len(r["lin_hits"]) >= sizes["n_lin"] > 0 else 0.0
-    low_b = 0.0  # items without factors (not in the index) have a low-rank part of 0
-    if use_vec and r["vec_n"] is not None and r["vec_n"] >= sizes["n_vec"]:
-        low_b = max(low_b, (info.alpha or 0.0) * (2.0 * float(r["vec_min"]) - 1.0) * qnorm * info.max_norm)
-    pop_b = pop_weight * float(t.pop_desc[sizes["n_pop"]]) if pop_weight > 0 and sizes["n_pop"] < len(t.pop_order) else 0.0
-    return lin_b + low_b + pop_b
+def text_items(store: GraphStore, info: ModelInfo, vector: np.ndarray, n: int = TEXT_ANCHORS) -> list[str]:
+    """Ids of the ``n`` items whose texts are closest to ``vector``."""
+    if not info.text_index:
+        raise ModelNotReadyError("the active model has no text vectors; publish it with text vectors for free-text requests")
+    rows = store.read(Q_TEXT_ITEMS, {"tag": info.tag, "n": n, "vec": [float(x) for x in vector]})
+    return [r["id"] for r in rows]
+
+
+def _has_attribute_filters(f: Filters) -> bool:
+    return f.genres is not None or f.year_min is not None or f.year_max is not None
 
 
 def live_ranking(
-    store: GraphStore, info: ModelInfo, history: list[str], k: int, f: Filters, *, user_id: str | None = None,
-    n_lin: int = 200, n_vec: int = 50, n_pop: int = 50,
+    store: GraphStore, info: ModelInfo, gen: int, history: list[str], k: int, f: Filters, *, user_id: str | None = None,
 ) -> tuple[list[_Scored], bool, int]:
-    """The exact top ``k`` (best first) of the live form for ``history``; ``(scored, exact, searched)``."""
-    t = TABLES.get(store, info.tag)
+    """The exact top ``k`` of the live form for ``history``; ``(scored best first, exact, items scored)``.
+
+    Items in ``history`` are left out when ``f.exclude_seen`` and the history is a user's (``user_id``).
+    """
+    t = TABLES.get(store, info.tag, gen)
+    n = len(t.ids)
+    if n == 0:
+        raise ModelNotReadyError(f"the active model of {store.dataset!r} covers no item of the active generation; publish again")
+    alpha, h = info.alpha or 0.0, len(history)
     q = t.query_vector(history)
-    qnorm = float(np.linalg.norm(q)) if q is not None else 0.0
-    alpha = info.alpha or 0.0
-    use_vec = q is not None and qnorm > 0 and info.item_index is not None and alpha > 0
-    h = len(history)
-    # an empty history has no linear or low-rank part: it is ranked by popularity alone
+    lin = t.neighbour_sums(history)
+    low = alpha * (t.out_factors @ q).astype(np.float64) if q is not None and t.out_factors is not None else np.zeros(n)
+    # an empty history has no neighbour or low-rank part: it is ranked by popularity alone
     pop_weight = (info.gamma or 0.0) * h if h else 1.0
-    sizes = {"n_lin": max(n_lin, k) if h else 0, "n_vec": max(n_vec, k) if use_vec else 0, "n_pop": max(n_pop, k) if pop_weight > 0 else 0}
-    n_items = max(info.n_items, 1)
-    base = {**filter_params(f), "tag": info.tag, "user_id": user_id, "history": history,
-            "qvec": [float(x) for x in q] + [0.0] if use_vec else None}
-    scored: list[_Scored] = []
-    for _ in range(MAX_ROUNDS):
-        rows = store.read(Q_CANDIDATES, {**base, **sizes, "pop_ids": t.pop_order[: sizes["n_pop"]]})
-        if not rows:
-            raise ModelNotReadyError("the active model changed during the request; retry")
-        r = dict(rows[0])
-        cands: dict[str, dict] = {}
-        for hit in [*r["lin_hits"], *(r["vec_hits"] or []), *r["pop_hits"]]:
-            cands.setdefault(hit["id"], hit)
-        ids = list(cands)
-        dots, pops = t.dots(q, ids), t.pops(ids)
-        scored = []
-        for c, cid in enumerate(ids):
-            parts = LiveScoreParts(neighbours=float(cands[cid]["lin"]), low_rank=float(alpha * dots[c]),
-                                   popularity=float(pop_weight * pops[c]), history_size=h)
-            scored.append(_Scored(parts.neighbours + parts.low_rank + parts.popularity, parts, cands[cid]))
-        scored.sort(key=lambda s: (-s.score, s.row["id"]))
-        bound = _bound(info, t, r, sizes, use_vec, qnorm, pop_weight)
-        if len(scored) >= k and scored[k - 1].score >= bound - 1e-9:
-            return scored, True, sum(sizes.values())
-        if f.include_ids is not None and len(scored) >= len(set(f.include_ids)):
-            return scored, True, sum(sizes.values())
-        if all(v >= n_items for v in sizes.values() if v) or not any(sizes.values()):
-            return scored, True, sum(sizes.values())
-        sizes = {key: min(v * 4, n_items) for key, v in sizes.items()}
-    return scored, False, sum(sizes.values())
+    pop = pop_weight * t.popularity.astype(np.float64)
+    scores = lin + low + pop
+    eligible = np.ones(n, dtype=bool)
+    if f.exclude_seen and user_id is not None:
+        eligible[t.rows_of(history)] = False
+    if f.include_ids is not None:
+        keep = np.zeros(n, dtype=bool)
+        keep[t.rows_of(list(f.include_ids))] = True
+        eligible &= keep
+    eligible[t.rows_of(list(f.exclude_ids))] = False
+    rows = np.flatnonzero(eligible)
+    if _has_attribute_filters(f):
+        order = rows[np.lexsort((t.id_rank[rows], -scores[rows]))]
+        top_rows = [t.row[i] for i in _passing(store, f, [t.ids[r] for r in order], k)]
+    else:
+        top_rows = _top_rows(scores, rows, t.id_rank, k)
+    out = _with_details(store, [(float(scores[r]), t.ids[r], float(lin[r]), float(low[r]), float(pop[r])) for r in top_rows], h)
+    return out, True, n
+
+
+def _top_rows(scores: np.ndarray, rows: np.ndarray, id_rank: np.ndarray, k: int) -> list[int]:
+    """The ``k`` best of ``rows`` by score, ties broken by id (everything tied with the k-th is sorted)."""
+    if len(rows) > k:
+        kth = np.partition(-scores[rows], k - 1)[k - 1]
+        rows = rows[-scores[rows] <= kth]
+    return rows[np.lexsort((id_rank[rows], -scores[rows]))][:k].tolist()
+
+
+def _passing(store: GraphStore, f: Filters, ranked: list[str], k: int) -> list[str]:
+    """The first ``k`` of ``ranked`` (best first) that pass the attribute filters."""
+    params = filter_params(f)
+    found: list[str] = []
+    start, size = 0, FILTER_CHUNK
+    while start < len(ranked) and len(found) < k:
+        chunk = ranked[start : start + size]
+        found += [r["id"] for r in store.read(Q_PASSING, {**params, "ids": chunk})]
+        start += size
+        size *= 2
+    return found[:k]
+
+
+def _with_details(store: GraphStore, top: list[tuple[float, str, float, float, float]], h: int) -> list[_Scored]:
+    ids = [i for _, i, _, _, _ in top]
+    details = {r["id"]: dict(r) for r in store.read(Q_DETAILS, {"ids": ids})} if ids else {}
+    return [
+        _Scored(score, LiveScoreParts(neighbours=lin, low_rank=low, popularity=pop, history_size=h),
+                details.get(i, {"id": i, "title": None, "year": None, "genres": []}))
+        for score, i, lin, low, pop in top
+    ]
 
 
 def to_list(store: GraphStore, info: ModelInfo, scored: list[_Scored], k: int, exact: bool, searched: int, *,
@@ -190,4 +192,4 @@ def to_list(store: GraphStore, info: ModelInfo, scored: list[_Scored], k: int, e
                               history_size=scored[0].parts.history_size if scored else None, candidates="live")
 
 
-__all__ = ["LiveScoreParts", "Q_CANDIDATES", "Q_PLAN", "Q_TEXT_ITEMS", "live_ranking", "plan", "text_items", "to_list"]
+__all__ = ["LiveScoreParts", "Plan", "Q_DETAILS", "Q_PASSING", "Q_PLAN", "Q_TEXT_ITEMS", "live_ranking", "plan", "text_items", "to_list"]

@@ -57,9 +57,9 @@ def _require_items(store: GraphStore, item_ids: Sequence[str]) -> None:
         raise UnknownItemError(f"unknown item(s) in dataset {store.dataset!r}: {', '.join(map(repr, missing[:10]))}")
 
 
-def _live_model(store: GraphStore, user_id: str | None) -> tuple[ModelInfo | None, bool, list[str]]:
-    info, user_ok, history = plan(store, user_id)
-    return (info if info is not None and info.kind == "live" else None), user_ok, history
+def _live_model(store: GraphStore, user_id: str | None) -> tuple[ModelInfo | None, int, bool, list[str]]:
+    p = plan(store, user_id)
+    return (p.info if p.info is not None and p.info.kind == "live" else None), p.gen, p.user_ok, p.history
 
 
 def recommend_live(store: GraphStore, user_id: str, k: int = 10, filters: Filters | dict[str, Any] | None = None) -> Served | None:
@@ -70,12 +70,12 @@ def recommend_live(store: GraphStore, user_id: str, k: int = 10, filters: Filter
     """
     _check_k(k)
     f = validate_filters(filters)
-    info, user_ok, history = _live_model(store, user_id)
+    info, gen, user_ok, history = _live_model(store, user_id)
     if info is None:
         return None
     if not user_ok:
         raise UnknownUserError(f"unknown user {user_id!r} in dataset {store.dataset!r}")
-    scored, exact, searched = live_ranking(store, info, history, k, f, user_id=user_id)
+    scored, exact, searched = live_ranking(store, info, gen, history, k, f, user_id=user_id)
     return Served(to_list(store, info, scored, k, exact, searched, user_id=user_id), live=True, history=history, user_id=user_id)
 
 
@@ -97,13 +97,13 @@ def similar_items(store: GraphStore, item_id: str, k: int = 10, filters: Filters
     """Items for someone whose whole history is ``item_id`` (live), or nearest by embedding."""
     _check_k(k)
     f = validate_filters(filters)
-    info, _, _ = _live_model(store, None)
+    info, gen, _, _ = _live_model(store, None)
     if info is None:
         recs = embedding.similar_items(store.driver, item_id, k, f, dataset=store.dataset, database=store.database)
         return Served(recs, live=False, anchors=[item_id])
     _require_items(store, [item_id])
     f = f.model_copy(update={"exclude_seen": False, "exclude_ids": [*f.exclude_ids, item_id]})
-    scored, exact, searched = live_ranking(store, info, [item_id], k, f)
+    scored, exact, searched = live_ranking(store, info, gen, [item_id], k, f)
     return Served(to_list(store, info, scored, k, exact, searched, item_id=item_id), live=True, history=[item_id], anchors=[item_id])
 
 
@@ -122,7 +122,7 @@ def recommend_cold_start(
     if not liked and not (text and text.strip()):
         raise InvalidArgumentError("give liked_item_ids and/or text")
     f = validate_filters(filters)
-    info, _, _ = _live_model(store, None)
+    info, gen, _, _ = _live_model(store, None)
     if info is None:
         recs = embedding.recommend_cold_start(store.driver, liked, text, k, f, dataset=store.dataset, database=store.database,
                                               **embedding_kwargs)
@@ -135,7 +135,7 @@ def recommend_cold_start(
             raise ModelNotReadyError("free-text cold start needs the text model, which is not available")
         history += [i for i in text_items(text) if i not in history]
     f = f.model_copy(update={"exclude_seen": False, "exclude_ids": list(dict.fromkeys([*f.exclude_ids, *liked]))})
-    scored, exact, searched = live_ranking(store, info, history, k, f)
+    scored, exact, searched = live_ranking(store, info, gen, history, k, f)
     return Served(to_list(store, info, scored, k, exact, searched), live=True, history=history, anchors=liked or None)
 
 

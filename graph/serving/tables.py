@@ -1,9 +1,12 @@
-"""The item tables of a live publication, kept in the serving process.
+"""The tables of a live publication, read from the graph once and kept in the serving process.
 
-A publication (its ``tag``) never changes after it is written, so a process may keep its item
-factors and popularity in memory and use them for every request: a user's low-rank query vector is
-the sum of their history items' in-factors, and a candidate's low-rank score the dot product with
-its out-factor. Users' histories are always read from the graph at request time.
+A publication (its ``tag``) never changes after it is written, so a process may keep what it wrote
+in memory: the items' in- and out-factors, their popularity and the ``NEIGHBOUR`` relationships as a
+sparse matrix, all read from the graph (for the items of the dataset's active generation: a reload
+that removes items gets new tables). Users' histories are always read from the graph at request
+time; with these tables a request computes the live score of every item exactly:
+``h W + alpha (h P) Q^T + gamma |h| p`` (:mod:`gnn.live`). The Browser can compute the same neighbour
+part in Cypher, as a sum over ``(:User)-[:INTERACTED]->(:Item)-[:NEIGHBOUR]->(:Item)`` paths.
 """
 
 from __future__ import annotations
@@ -13,41 +16,72 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
 from graph.serving.store import GraphStore
 
-Q_LIVE_TABLES = """
+Q_LIVE_ITEMS = """
 MATCH (d:Dataset {name: $dataset})
 MATCH (m:ActiveModel {dataset: $dataset}) WHERE m.tag = $tag
 MATCH (i:Item {dataset: $dataset, gen: d.gen})
 WHERE i[m.pop_prop] IS NOT NULL OR i[m.in_prop] IS NOT NULL
-RETURN i.id AS id, i[m.in_prop] AS fin, i[m.item_prop] AS fout, i[m.pop_prop] AS pop
+RETURN d.gen AS gen, i.id AS id, i[m.in_prop] AS fin, i[m.item_prop] AS fout, i[m.pop_prop] AS pop
 """
+"""The items of the active generation that publication ``tag`` covers, with their factors and popularity."""
+
+Q_LIVE_NEIGHBOURS = """
+MATCH (d:Dataset {name: $dataset})
+MATCH (a:Item {dataset: $dataset, gen: d.gen})-[n:NEIGHBOUR]->(b:Item)
+WHERE n.tag = $tag AND b.gen = d.gen
+RETURN a.id AS a, collect(b.id) AS b, collect(n.w) AS w
+"""
+"""The publication's NEIGHBOUR relationships between items of the active generation, by source item."""
 
 MAX_TABLES = 4
 
 
 @dataclass
 class LiveTables:
-    """One publication's item tables (rows follow ``ids``)."""
+    """One publication's tables for one generation (rows follow ``ids``)."""
 
     tag: str
+    gen: int
     ids: list[str]
     row: dict[str, int]
     in_factors: np.ndarray | None
     out_factors: np.ndarray | None
     popularity: np.ndarray
+    neighbours: sp.csr_matrix = field(default_factory=lambda: sp.csr_matrix((0, 0), dtype=np.float32))
     pop_desc: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     pop_order: list[str] = field(default_factory=list)
+    id_rank: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """Position of each row's id in sorted id order (ties in a ranking break by id)."""
+
+    def __post_init__(self) -> None:
+        if len(self.id_rank) != len(self.ids):
+            self.id_rank = np.empty(len(self.ids), np.int64)
+            self.id_rank[np.argsort(np.asarray(self.ids, dtype=str), kind="stable")] = np.arange(len(self.ids))
+
+    def rows_of(self, ids: list[str]) -> np.ndarray:
+        """Table rows of ``ids`` that the tables know (unknown ids are skipped)."""
+        return np.array([self.row[i] for i in ids if i in self.row], dtype=np.int64)
 
     def query_vector(self, history: list[str]) -> np.ndarray | None:
         """Sum of the history items' in-factors (``None`` without a low-rank part)."""
         if self.in_factors is None:
             return None
-        rows = [self.row[h] for h in history if h in self.row]
-        if not rows:
+        rows = self.rows_of(history)
+        if not len(rows):
             return np.zeros(self.in_factors.shape[1], np.float32)
         return self.in_factors[rows].sum(axis=0, dtype=np.float64).astype(np.float32)
+
+    def neighbour_sums(self, history: list[str]) -> np.ndarray:
+        """``h W``: the sum of the NEIGHBOUR weights from the history to every item (dense, by row)."""
+        rows = self.rows_of(history)
+        out = np.zeros(len(self.ids), np.float64)
+        if len(rows) and self.neighbours.nnz:
+            out += np.asarray(self.neighbours[rows].sum(axis=0), dtype=np.float64).reshape(-1)
+        return out
 
     def dots(self, q: np.ndarray | None, ids: list[str]) -> np.ndarray:
         """``q . out_i`` for ``ids`` (0 for items without factors)."""
@@ -65,22 +99,23 @@ class LiveTables:
 
 
 class TableCache:
-    """Process-wide LRU of :class:`LiveTables` by (database, dataset, tag); thread-safe."""
+    """Process-wide LRU of :class:`LiveTables` by (database, dataset, tag, generation); thread-safe."""
 
     def __init__(self, size: int = MAX_TABLES) -> None:
         self._size = size
         self._lock = threading.Lock()
-        self._tables: OrderedDict[tuple[str, str, str], LiveTables] = OrderedDict()
+        self._tables: OrderedDict[tuple[str, str, str, int], LiveTables] = OrderedDict()
 
-    def get(self, store: GraphStore, tag: str) -> LiveTables:
-        key = (store.database, store.dataset, tag)
+    def get(self, store: GraphStore, tag: str, gen: int) -> LiveTables:
+        """The tables of publication ``tag`` for generation ``gen`` (read from the graph on first use)."""
+        key = (store.database, store.dataset, tag, gen)
         with self._lock:
             hit = self._tables.get(key)
             if hit is not None:
                 self._tables.move_to_end(key)
                 return hit
             tables = load_tables(store, tag)
-            self._tables[key] = tables
+            self._tables[(store.database, store.dataset, tag, tables.gen)] = tables
             while len(self._tables) > self._size:
                 self._tables.popitem(last=False)
             return tables
@@ -91,12 +126,13 @@ class TableCache:
 
 
 def load_tables(store: GraphStore, tag: str) -> LiveTables:
-    """Read publication ``tag``'s item tables from the graph."""
-    rows = store.read(Q_LIVE_TABLES, {"tag": tag})
+    """Read publication ``tag``'s tables for the active generation from the graph."""
+    rows = store.read(Q_LIVE_ITEMS, {"tag": tag})
     ids = [r["id"] for r in rows]
-    have_factors = bool(rows) and any(r["fin"] is not None for r in rows)
+    gen = int(rows[0]["gen"]) if rows else -1
+    row = {i: k for k, i in enumerate(ids)}
     fin = fout = None
-    if have_factors:
+    if any(r["fin"] is not None for r in rows):
         dim = len(next(r["fin"] for r in rows if r["fin"] is not None))
         fin = np.zeros((len(rows), dim), np.float32)
         fout = np.zeros((len(rows), dim), np.float32)
@@ -105,8 +141,21 @@ def load_tables(store: GraphStore, tag: str) -> LiveTables:
                 fin[k] = r["fin"]
                 fout[k] = r["fout"][:-1]  # drop the MIPS augmentation
     pop = np.array([r["pop"] or 0.0 for r in rows], dtype=np.float32)
+    src: list[int] = []
+    dst: list[int] = []
+    w: list[float] = []
+    for r in store.read(Q_LIVE_NEIGHBOURS, {"tag": tag}):
+        a = row.get(r["a"])
+        if a is None:
+            continue
+        for b, x in zip(r["b"], r["w"]):
+            if b in row:
+                src.append(a)
+                dst.append(row[b])
+                w.append(float(x))
+    neighbours = sp.csr_matrix((np.array(w, np.float32), (np.array(src, np.int64), np.array(dst, np.int64))), shape=(len(ids), len(ids)))
     order = np.argsort(-pop, kind="stable")
-    return LiveTables(tag=tag, ids=ids, row={i: k for k, i in enumerate(ids)}, in_factors=fin, out_factors=fout, popularity=pop,
+    return LiveTables(tag=tag, gen=gen, ids=ids, row=row, in_factors=fin, out_factors=fout, popularity=pop, neighbours=neighbours,
                       pop_desc=pop[order], pop_order=[ids[k] for k in order])
 
 

@@ -121,6 +121,23 @@ def test_live_scores_equal_the_offline_form(live: dict[str, Any], user: str) -> 
         assert item.score == pytest.approx(offline[item.item_id], rel=1e-4, abs=1e-6)
 
 
+Q_NEIGHBOUR_SUMS = """
+MATCH (d:Dataset {name: $dataset})
+MATCH (m:ActiveModel {dataset: $dataset})
+MATCH (:User {dataset: $dataset, gen: d.gen, id: $u})-[:INTERACTED]->(:Item)-[n:NEIGHBOUR]->(i:Item)
+WHERE n.tag = m.tag
+RETURN i.id AS id, sum(n.w) AS lin
+"""
+
+
+def test_the_neighbour_part_is_the_sum_over_graph_paths(live: dict[str, Any]) -> None:
+    store = live["store"]
+    served = recommend(store, "u8", 10, Filters(exclude_seen=False))
+    sums = {r["id"]: r["lin"] for r in store.read(Q_NEIGHBOUR_SUMS, {"u": "u8"})}
+    for item in served.recs.items:
+        assert item.score_parts.neighbours == pytest.approx(sums.get(item.item_id, 0.0), rel=1e-5, abs=1e-7)
+
+
 def test_filters_and_seen_items(live: dict[str, Any]) -> None:
     store = live["store"]
     seen = set(_history(store, "u2"))
