@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from graph.explain import Explanation, Reason
 from graph.recommend import Filters, RecommendedItem
@@ -58,7 +58,7 @@ class ColdStartIn(BaseModel):
     year_max: int | None = Field(None, ge=0, le=3000, description="Not below year_min (422 otherwise).")
     exclude_ids: list[str] = Field(default_factory=list, max_length=1000)
     diversity: float = Field(0.0, ge=0.0, le=1.0)
-    explain: bool = False
+    explain: StrictBool = False
 
     @model_validator(mode="after")
     def _something(self) -> ColdStartIn:
@@ -83,7 +83,7 @@ class InteractionIn(BaseModel):
     item_id: str = Field(min_length=1, max_length=200)
     rating: float | None = Field(None, ge=0.0, le=10.0, description="Explicit rating; null for implicit feedback.")
     ts: int | None = Field(None, ge=0, description="Unix seconds; default: now.")
-    create_user: bool = Field(False, description="Create the user when unknown (otherwise 404).")
+    create_user: StrictBool = Field(False, description="Create the user when unknown (otherwise 404).")
 
 
 class InteractionOut(BaseModel):
@@ -138,11 +138,11 @@ class ReloadIn(BaseModel):
     path: str | None = Field(None, max_length=300, pattern=ARG_PATTERN,
                              description="Data folder (default: the bundled data for movielens); letters, digits and `_.,:=/@+-`.")
     mode: Literal["upsert", "replace"] = "upsert"
-    republish: bool = Field(True, description="upsert: publish the active model's checkpoint again afterwards (embeds new items "
+    republish: StrictBool = Field(True, description="upsert: publish the active model's checkpoint again afterwards (embeds new items "
                                               "from text). A replace carries the active model into the new graph instead.")
-    drop_feedback: bool = Field(False, description="replace: drop the interactions written through the API instead of carrying "
+    drop_feedback: StrictBool = Field(False, description="replace: drop the interactions written through the API instead of carrying "
                                                    "them into the new graph.")
-    refit: bool = Field(True, description="replace: afterwards fit and publish the default model on the new graph (further "
+    refit: StrictBool = Field(True, description="replace: afterwards fit and publish the default model on the new graph (further "
                                           "steps of the same job; the carried model serves until it switches).")
 
 
@@ -155,7 +155,7 @@ class TrainIn(BaseModel):
     extra_args: list[Annotated[str, Field(max_length=300, pattern=ARG_PATTERN)]] = Field(
         default_factory=list, max_length=20,
         description="More `graphrec fuse`/`train` options (each one `--name` or a value; letters, digits and `_.,:=/@+-`).")
-    publish: bool = True
+    publish: StrictBool = True
 
 
 class JobOut(BaseModel):
