@@ -1,6 +1,8 @@
 """The ``neighbour`` explanation kind of live models: "because you liked X (weight w)".
 
-Each reason is a path that exists in the graph and that the Browser can show::
+Each reason is a path that exists in the graph (its weight read from the publication's tables, which
+hold the relationships' weights; :func:`verify_neighbour` re-checks one with Cypher) and that the
+Browser can show::
 
     (:User {id})-[:INTERACTED]->(:Item {id: X})-[:NEIGHBOUR {tag, w}]->(:Item {id: recommended})
 
@@ -12,24 +14,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from graph.explain import Explanation
 from graph.recommend import RecommendationList
 from graph.serving.records import LiveScoreParts
+from graph.serving.live import plan
 from graph.serving.store import GraphStore
+from graph.serving.tables import TABLES, LiveTables
 
-Q_BECAUSE = """
+Q_TITLES = """
 MATCH (d:Dataset {name: $dataset})
-MATCH (m:ActiveModel {dataset: $dataset}) WHERE m.tag = $tag
-UNWIND $item_ids AS iid
+UNWIND $ids AS iid
 MATCH (i:Item {dataset: $dataset, gen: d.gen, id: iid})
-CALL (m, i) {
-  MATCH (j:Item)-[n:NEIGHBOUR]->(i)
-  WHERE n.tag = m.tag AND j.id IN $history
-  WITH j, n ORDER BY n.w DESC, j.id LIMIT $reasons
-  RETURN collect({id: j.id, title: j.title, w: n.w}) AS because
-}
-RETURN i.id AS id, because
+RETURN i.id AS id, i.title AS title
 """
+"""Titles of the anchor items (the history items a reason goes through)."""
 
 Q_VERIFY_NEIGHBOUR = """
 MATCH (d:Dataset {name: $dataset})
@@ -49,28 +49,48 @@ def _share(part: float, parts: LiveScoreParts) -> float:
     return 0.0 if total <= 0 else max(0.0, min(1.0, part / total))
 
 
+def strongest_anchors(tables: LiveTables, history: list[str], item_ids: list[str], n: int) -> dict[str, list[tuple[str, float]]]:
+    """For each item, the ``n`` history items with the heaviest NEIGHBOUR weight to it (ties by id), from
+    the publication's tables (the same weights as the graph's relationships)."""
+    hist = [h for h in dict.fromkeys(history) if h in tables.row]
+    cols = [tables.row[i] for i in item_ids if i in tables.row]
+    if not hist or not cols:
+        return {}
+    sub = tables.neighbours[[tables.row[h] for h in hist]][:, cols].toarray()
+    out: dict[str, list[tuple[str, float]]] = {}
+    for c, i in enumerate(i for i in item_ids if i in tables.row):
+        nz = np.flatnonzero(sub[:, c] > 0)
+        best = sorted(((hist[j], float(sub[j, c])) for j in nz), key=lambda x: (-x[1], x[0]))[:n]
+        out[i] = best
+    return out
+
+
 def explain_live(
     store: GraphStore, recs: RecommendationList, history: list[str], *, user_id: str | None = None, max_reasons: int = 3,
+    gen: int | None = None,
 ) -> dict[str, Explanation]:
     """Explanations of a live answer: the strongest neighbour paths from the history, then the other parts."""
     if not recs.items:
         return {}
-    rows = store.read(Q_BECAUSE, {"tag": recs.model_tag, "item_ids": [i.item_id for i in recs.items], "history": history,
-                                  "reasons": max_reasons})
-    because = {r["id"]: r["because"] for r in rows}
+    if gen is None:
+        gen = plan(store, None).gen
+    tables = TABLES.get(store, recs.model_tag, gen)
+    anchors = strongest_anchors(tables, history, [i.item_id for i in recs.items], max_reasons)
+    anchor_ids = sorted({a for v in anchors.values() for a, _ in v})
+    titles = {r["id"]: r["title"] for r in store.read(Q_TITLES, {"ids": anchor_ids})} if anchor_ids else {}
     out: dict[str, Explanation] = {}
     for item in recs.items:
         parts = item.score_parts if isinstance(item.score_parts, LiveScoreParts) else None
         reasons: list[dict[str, Any]] = []
-        for b in because.get(item.item_id, []):
+        for a, w in anchors.get(item.item_id, []):
             nodes = ([{"label": "User", "key": user_id}] if user_id else []) + [
-                {"label": "Item", "key": b["id"], "title": b["title"]}, {"label": "Item", "key": item.item_id, "title": item.title}]
+                {"label": "Item", "key": a, "title": titles.get(a)}, {"label": "Item", "key": item.item_id, "title": item.title}]
             off = 1 if user_id else 0
             rels = ([{"type": "INTERACTED", "start": 0, "end": 1}] if user_id else []) + [
-                {"type": "NEIGHBOUR", "start": off, "end": off + 1, "properties": {"w": b["w"], "tag": recs.model_tag}}]
-            reasons.append({"kind": "neighbour", "weight": _share(float(b["w"]), parts) if parts else 0.0,
-                            "text": f"because you liked {b['title'] or b['id']} (weight {float(b['w']):.3g})",
-                            "anchor_item_id": b["id"], "nodes": nodes, "rels": rels})
+                {"type": "NEIGHBOUR", "start": off, "end": off + 1, "properties": {"w": w, "tag": recs.model_tag}}]
+            reasons.append({"kind": "neighbour", "weight": _share(w, parts) if parts else 0.0,
+                            "text": f"because you liked {titles.get(a) or a} (weight {w:.3g})",
+                            "anchor_item_id": a, "nodes": nodes, "rels": rels})
         if parts is not None:
             low, pop = _share(parts.low_rank, parts), _share(parts.popularity, parts)
             if low >= SHARE_MIN:
@@ -91,4 +111,4 @@ def verify_neighbour(store: GraphStore, user_id: str, anchor_id: str, item_id: s
     return float(rows[0]["w"]) if rows else None
 
 
-__all__ = ["Q_BECAUSE", "Q_VERIFY_NEIGHBOUR", "explain_live", "verify_neighbour"]
+__all__ = ["Q_TITLES", "Q_VERIFY_NEIGHBOUR", "explain_live", "strongest_anchors", "verify_neighbour"]

@@ -125,7 +125,8 @@ def live_ranking(
     alpha, h = info.alpha or 0.0, len(history)
     q = t.query_vector(history)
     lin = t.neighbour_sums(history)
-    low = alpha * (t.out_factors @ q).astype(np.float64) if q is not None and t.out_factors is not None else np.zeros(n)
+    # einsum: one thread (a threaded BLAS product competes with the other requests for the same cores)
+    low = alpha * np.einsum("ij,j->i", t.out_factors, q).astype(np.float64) if q is not None and t.out_factors is not None else np.zeros(n)
     # an empty history has no neighbour or low-rank part: it is ranked by popularity alone
     pop_weight = (info.gamma or 0.0) * h if h else 1.0
     pop = pop_weight * t.popularity.astype(np.float64)

@@ -40,6 +40,7 @@ class Served:
     history: list[str] = field(default_factory=list)
     user_id: str | None = None
     anchors: list[str] | None = None
+    gen: int | None = None
 
 
 def _check_k(k: int) -> int:
@@ -76,7 +77,8 @@ def recommend_live(store: GraphStore, user_id: str, k: int = 10, filters: Filter
     if not user_ok:
         raise UnknownUserError(f"unknown user {user_id!r} in dataset {store.dataset!r}")
     scored, exact, searched = live_ranking(store, info, gen, history, k, f, user_id=user_id)
-    return Served(to_list(store, info, scored, k, exact, searched, user_id=user_id), live=True, history=history, user_id=user_id)
+    return Served(to_list(store, info, scored, k, exact, searched, user_id=user_id), live=True, history=history, user_id=user_id,
+                  gen=gen)
 
 
 def recommend(store: GraphStore, user_id: str, k: int = 10, filters: Filters | dict[str, Any] | None = None) -> Served:
@@ -104,7 +106,8 @@ def similar_items(store: GraphStore, item_id: str, k: int = 10, filters: Filters
     _require_items(store, [item_id])
     f = f.model_copy(update={"exclude_seen": False, "exclude_ids": [*f.exclude_ids, item_id]})
     scored, exact, searched = live_ranking(store, info, gen, [item_id], k, f)
-    return Served(to_list(store, info, scored, k, exact, searched, item_id=item_id), live=True, history=[item_id], anchors=[item_id])
+    return Served(to_list(store, info, scored, k, exact, searched, item_id=item_id), live=True, history=[item_id], anchors=[item_id],
+                  gen=gen)
 
 
 def recommend_cold_start(
@@ -136,7 +139,7 @@ def recommend_cold_start(
         history += [i for i in text_items(text) if i not in history]
     f = f.model_copy(update={"exclude_seen": False, "exclude_ids": list(dict.fromkeys([*f.exclude_ids, *liked]))})
     scored, exact, searched = live_ranking(store, info, gen, history, k, f)
-    return Served(to_list(store, info, scored, k, exact, searched), live=True, history=history, anchors=liked or None)
+    return Served(to_list(store, info, scored, k, exact, searched), live=True, history=history, anchors=liked or None, gen=gen)
 
 
 def explain(store: GraphStore, served: Served, max_reasons: int = 3) -> dict[str, Explanation]:
@@ -144,7 +147,7 @@ def explain(store: GraphStore, served: Served, max_reasons: int = 3) -> dict[str
     if not served.recs.items:
         return {}
     if served.live:
-        return explain_live(store, served.recs, served.history, user_id=served.user_id, max_reasons=max_reasons)
+        return explain_live(store, served.recs, served.history, user_id=served.user_id, max_reasons=max_reasons, gen=served.gen)
     return explain_embedding(store.driver, [i.item_id for i in served.recs.items], dataset=store.dataset, user_id=served.user_id,
                              anchor_item_ids=served.anchors, max_reasons=max_reasons, database=store.database)
 

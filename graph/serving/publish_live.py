@@ -21,9 +21,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
+import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
 from graph.connection import read, write
@@ -50,8 +51,23 @@ from graph.serving.store import GraphStore
 from graphrec.clock import utc_now_iso
 from graphrec.errors import CoverageTooLowError, InvalidArgumentError
 
-if TYPE_CHECKING:
-    from gnn.live import LiveForm
+
+
+class LiveForm(Protocol):
+    """What :func:`publish_live` reads of a live form (:class:`gnn.live.LiveForm` has it; ``graph`` does not import ``gnn``)."""
+
+    neighbours: sp.csr_matrix
+    in_factors: np.ndarray | None
+    out_factors: np.ndarray | None
+    alpha: float
+    popularity: np.ndarray | None
+    gamma: float
+
+    @property
+    def num_items(self) -> int: ...  # noqa: D102
+
+    @property
+    def top_k(self) -> int: ...  # noqa: D102
 
 log = logging.getLogger(__name__)
 
