@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 #: Topic modules that contribute ``bench`` commands, in --help order.
 BENCH_MODULES: tuple[str, ...] = (
     "benchmarks.load",
-    "api.cli.bench_train",
-    "api.cli.bench_step",
+    "benchmarks.train",
+    "benchmarks.step",
     "benchmarks.fusion",
     "benchmarks.serve",
     "benchmarks.feedback",
