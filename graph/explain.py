@@ -49,10 +49,11 @@ from pydantic import BaseModel, Field
 
 from graph.connection import read
 from graphrec.errors import InvalidArgumentError, NotFoundError, UnknownUserError
+from graphrec.vocabulary import ATTRIBUTE_LABEL_BY_REL, attribute_type_list
 
 ReasonKind = Literal["collaborative", "content", "semantic", "popularity", "neighbour"]
 
-ATTRIBUTE_RELS: dict[str, str] = {"HAS_GENRE": "Genre", "HAS_TAG": "Tag", "IN_CATEGORY": "Category", "HAS_BRAND": "Brand"}
+ATTRIBUTE_RELS: dict[str, str] = ATTRIBUTE_LABEL_BY_REL
 """Allow-list: attribute relationship type -> attribute label."""
 
 
@@ -403,7 +404,7 @@ VERIFY_CONTENT = """
 MATCH (d:Dataset {name: $dataset})
 MATCH (u:User {dataset: $dataset, gen: d.gen, id: $user_id})-[:INTERACTED]->(l:Item {dataset: $dataset, gen: d.gen, id: $anchor_id})
 MATCH (l)-[a1]->(x)<-[a2]-(i:Item {dataset: $dataset, gen: d.gen, id: $item_id})
-WHERE type(a1) = type(a2) AND type(a1) IN ['HAS_GENRE', 'HAS_TAG', 'IN_CATEGORY', 'HAS_BRAND']
+WHERE type(a1) = type(a2) AND type(a1) IN """ + attribute_type_list() + """
   AND NOT x:User AND NOT x:Item
 RETURN collect(type(a1) + ':' + x.name) AS shared
 """
