@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from api.refit import TRAINER
 from graph.embeddings import publish
 from graph.explain import Reason, verify_reason
 from graph.recommend_fixtures import load_toy_graph, random_embeddings
@@ -124,5 +125,5 @@ def test_admin_job_runs_the_cli_in_a_subprocess(api: tuple[TestClient, Any, str]
         time.sleep(0.2)
     assert job["state"] == "failed" and job["returncode"] not in (None, 0), job
     assert job["commands"][0][:5] == ["graphrec", "snapshot", "export", "--dataset", DS]
-    assert len(job["commands"]) == 2 and job["commands"][1][1] in ("fuse", "train")  # the export itself succeeded
+    assert len(job["commands"]) == 2 and job["commands"][1][1] == TRAINER  # the export itself succeeded
     assert c.get("/v1/admin/jobs/unknown", headers=auth).status_code == 404
