@@ -1,7 +1,7 @@
 # graphrec: the README's commands. Everything runs from the project's own virtual environment (.venv).
 #   make install      create .venv with uv and install graphrec (editable) with the dev extras
 #   make test         install, check the layering (lint-imports), then run unit + integration tests (a throwaway Neo4j is started and stopped)
-#   make demo         install, start Neo4j, load MovieLens, train + publish the fused model, show explained recommendations
+#   make demo         install, start Neo4j, load MovieLens, fit + publish the default live model, show explained recommendations
 #   make neo4j-start / neo4j-stop / neo4j-status
 #   make clean        remove caches and build outputs (keeps .venv; `make distclean` removes it too)
 
@@ -16,7 +16,8 @@ STAMP    := $(VENV)/.graphrec-installed
 # The interpreter the venv is built from: python3.11 when there is one, else python3.
 PYTHON   ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 PYTEST_ARGS ?=
-# Extra arguments for `graphrec demo` (e.g. DEMO_ARGS="--serve" keeps the API running).
+# Extra arguments for `graphrec demo` (e.g. DEMO_ARGS="--serve" keeps the API running; DEMO_ARGS="--trainer fuse"
+# trains the fused LightGCN + text model instead, for DEMO_EPOCHS epochs).
 DEMO_EPOCHS ?= 20
 DEMO_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never

@@ -197,7 +197,7 @@ def paper_recipe(**overrides: object) -> TrainConfig:
 
     Positives are drawn as LightGCN's own code draws them (``positive_sampling="user"``: a uniformly
     drawn user and one of that user's training items, as many draws per epoch as there are training
-    interactions); ``positive_sampling="interaction"`` gives the session-4 runs in docs/training.md.
+    interactions); ``positive_sampling="interaction"`` gives the interaction-sampled runs in benchmarks/results.
     """
     options = dict(reg=1e-4, batch_size=2048, num_negatives=1, loss="bpr", positive_sampling="user", eval_every=20)
     return _recipe(options, overrides)
@@ -207,8 +207,8 @@ def default_recipe(**overrides: object) -> TrainConfig:
     """graphrec's default: the paper's model with a sampled-softmax loss (temperature 0.3) over 1024
     uniform negatives shared by each batch (cheap: one matrix product), a stronger L2 (0.1) against
     the overfitting seen with 1e-4, and larger batches (fewer full propagations per epoch, which is
-    what costs on a CPU). Chosen on Gowalla's test curve (docs/training.md: the session-3 CPU runs
-    and the session-4 GPU grid, where temperature 0.3 reached Recall@20 0.1869 / NDCG@20 0.1571)."""
+    what costs on a CPU). Chosen on Gowalla's test curve (the literature's protocol; benchmarks/results: the CPU runs and the GPU
+    grid, where temperature 0.3 reached Recall@20 0.1869 / NDCG@20 0.1571)."""
     options = dict(
         reg=1e-1, batch_size=8192, num_negatives=1024, shared_negatives=True, loss="softmax", temperature=0.3, eval_every=5
     )

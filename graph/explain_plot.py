@@ -33,6 +33,8 @@ def explanation_graph(exp: Explanation, user_id: str | None):  # type: ignore[no
                 text = f"{r.properties['count']} × {r.type}"
             if "cosine" in r.properties:
                 text = f"text cos {r.properties['cosine']:.2f}"
+            if r.type == "NEIGHBOUR" and "w" in r.properties:
+                text = f"NEIGHBOUR w {r.properties['w']:.3g}"
             g.add_edge(keys[r.start], keys[r.end], reason=reason.kind, text=text)
     return g
 

@@ -15,6 +15,7 @@ from graph.explain import Explanation, explain
 from graph.recommend import RecommendationList, recommend, validate_filters
 from graph.recommend_explained import fetch_explained
 from graph.serving.planner import explain as planner_explain
+from graph.serving.planner import explain_item_live
 from graph.serving.planner import recommend_live
 from graph.serving.store import GraphStore
 from graphrec.errors import UnknownItemError
@@ -117,6 +118,9 @@ async def get_explanation_png(graph: GraphDep, user_id: UserId, item_id: ItemId,
     def work() -> bytes:
         from graph.explain_plot import explanation_png
 
+        live = explain_item_live(GraphStore(graph.driver, graph.dataset, graph.database), user_id, item_id, reasons)
+        if live is not None:  # a live model: the NEIGHBOUR paths from the user's history
+            return explanation_png(live, user_id)
         exps = explain(graph.driver, [item_id], dataset=graph.dataset, user_id=user_id, max_reasons=reasons, database=graph.database)
         if item_id not in exps:
             raise UnknownItemError(f"unknown item {item_id!r} in dataset {graph.dataset!r}")

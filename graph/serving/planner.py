@@ -142,6 +142,20 @@ def recommend_cold_start(
     return Served(to_list(store, info, scored, k, exact, searched), live=True, history=history, anchors=liked or None, gen=gen)
 
 
+def explain_item_live(store: GraphStore, user_id: str, item_id: str, max_reasons: int = 3) -> Explanation | None:
+    """Why ``item_id`` fits ``user_id`` under the active live model (``None`` when the active model is not live).
+
+    Raises:
+        UnknownUserError / UnknownItemError: No such user or item.
+    """
+    served = recommend_live(store, user_id, 1, Filters(include_ids=[item_id], exclude_seen=False))
+    if served is None:
+        return None
+    if not served.recs.items:
+        raise UnknownItemError(f"unknown item {item_id!r} in dataset {store.dataset!r}")
+    return explain(store, served, max_reasons).get(item_id)
+
+
 def explain(store: GraphStore, served: Served, max_reasons: int = 3) -> dict[str, Explanation]:
     """Explanations that fit how ``served`` was made."""
     if not served.recs.items:
@@ -152,4 +166,4 @@ def explain(store: GraphStore, served: Served, max_reasons: int = 3) -> dict[str
                              anchor_item_ids=served.anchors, max_reasons=max_reasons, database=store.database)
 
 
-__all__ = ["Served", "explain", "recommend", "recommend_cold_start", "recommend_live", "similar_items"]
+__all__ = ["Served", "explain", "explain_item_live", "recommend", "recommend_cold_start", "recommend_live", "similar_items"]

@@ -209,3 +209,16 @@ def test_fusion_weights_combine_linearly() -> None:
 
     form = combine(LiveForm(w), t, np.array([1.0, 0.0], np.float32), FusionWeights(beta=2.0, gamma=1.0, text_scale=0.5, pop_scale=3.0))
     np.testing.assert_allclose(form.scores(np.array([[1.0, 1.0]], np.float32)), [[2.0 + 0.5 + 6.0, 1.0 + 0.5]])
+
+
+def test_one_item_explained_and_drawn(live: dict[str, Any]) -> None:
+    from graph.explain_plot import explanation_png
+    from graph.serving.planner import explain_item_live
+
+    store = live["store"]
+    top = recommend(store, "u6", 1).recs.items[0]
+    exp = explain_item_live(store, "u6", top.item_id)
+    assert exp is not None and exp.reasons and exp.reasons[0].kind == "neighbour"
+    assert explanation_png(exp, "u6")[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(UnknownItemError):
+        explain_item_live(store, "u6", "no-such-item")
