@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graph.embeddings import ModelInfo
-from graph.recommend import Filters, RecommendationList, RecommendedItem
+from graph.recommend import MAX_K, Filters, RecommendationList, RecommendedItem, mmr
 from graph.serving.filters import filter_params, item_predicate
 from graph.serving.records import LiveScoreParts
 from graph.serving.store import GraphStore
@@ -140,11 +140,17 @@ def live_ranking(
         eligible &= keep
     eligible[t.rows_of(list(f.exclude_ids))] = False
     rows = np.flatnonzero(eligible)
+    # with MMR diversity, a pool of the best items is re-ranked by relevance and novelty (out-factor cosines)
+    pool = k if f.diversity <= 0 or t.out_factors is None else min(MAX_K * 3, k * 4)
     if _has_attribute_filters(f):
         order = rows[np.lexsort((t.id_rank[rows], -scores[rows]))]
-        top_rows = [t.row[i] for i in _passing(store, f, [t.ids[r] for r in order], k)]
+        top_rows = [t.row[i] for i in _passing(store, f, [t.ids[r] for r in order], pool)]
     else:
-        top_rows = _top_rows(scores, rows, t.id_rank, k)
+        top_rows = _top_rows(scores, rows, t.id_rank, pool)
+    if pool > k and len(top_rows) > 1:
+        picked = mmr(scores[top_rows], t.out_factors[top_rows].astype(np.float64), k, f.diversity)  # type: ignore[index]
+        top_rows = [top_rows[i] for i in picked]
+    top_rows = top_rows[:k]
     out = _with_details(store, [(float(scores[r]), t.ids[r], float(lin[r]), float(low[r]), float(pop[r])) for r in top_rows], h)
     return out, True, n
 

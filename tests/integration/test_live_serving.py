@@ -148,6 +148,16 @@ def test_filters_and_seen_items(live: dict[str, Any]) -> None:
     assert [i.item_id for i in served.recs.items] == [i for i, _ in eligible[:8]]
 
 
+def test_diversity_reranks_the_best_items(live: dict[str, Any]) -> None:
+    store = live["store"]
+    plain = recommend(store, "u9", 6).recs.items
+    diverse = recommend(store, "u9", 6, Filters(diversity=0.8)).recs.items
+    pool = {i.item_id for i in recommend(store, "u9", 24).recs.items}
+    assert len(diverse) == 6 and {i.item_id for i in diverse} <= pool  # chosen from the best 4k
+    assert diverse[0].item_id == plain[0].item_id  # the most relevant item comes first
+    assert [i.item_id for i in diverse] != [i.item_id for i in plain]
+
+
 def test_feedback_moves_the_ranking_on_the_next_request(live: dict[str, Any]) -> None:
     store = live["store"]
     user = "u3"  # likes Action (u % 3 == 0)
