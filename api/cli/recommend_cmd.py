@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         user: str | None = typer.Option(None, "--user", "-u", help="User id."),
         item: str | None = typer.Option(None, "--similar-to", help="Similar items to this item id instead."),
         k: int = typer.Option(10, "--k", "-k", min=1, max=200),
-        explain: bool = typer.Option(False, "--explain", help="Explain every item (graph paths + weights)."),
+        explain_: bool = typer.Option(False, "--explain", help="Explain every item (graph paths + weights)."),
         genre: list[str] = typer.Option([], "--genre", help="Keep items with one of these genres (repeatable)."),
         year_min: int | None = typer.Option(None, "--year-min"),
         year_max: int | None = typer.Option(None, "--year-max"),
@@ -39,8 +39,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print top-k recommendations for --user (or items similar to --similar-to)."""
         from api.cli.common import connection_info, open_graph
-        from graph.explain import explain as explain_items
-        from graph.recommend import Filters, recommend, similar_items
+        from graph.recommend import Filters
+        from graph.serving.planner import explain, recommend, similar_items
+        from graph.serving.store import GraphStore
         from graphrec.errors import ConfigError
         from graphrec.settings import get_settings
 
@@ -51,14 +52,10 @@ def register(app: typer.Typer) -> None:
         db = connection_info(settings).database
         filters = Filters(exclude_seen=not include_seen, genres=genre or None, year_min=year_min, year_max=year_max, diversity=diversity)
         with open_graph(settings) as driver:
-            if user is not None:
-                recs = recommend(driver, user, k, filters, dataset=ds, database=db)
-            else:
-                recs = similar_items(driver, item, k, filters, dataset=ds, database=db)  # type: ignore[arg-type]
-            exps = {}
-            if explain and recs.items:
-                exps = explain_items(driver, [i.item_id for i in recs.items], dataset=ds, user_id=user,
-                                     anchor_item_ids=[item] if item else None, database=db)
+            store = GraphStore(driver, ds, db)  # the planner: live or embedding serving, as the API does
+            served = recommend(store, user, k, filters) if user is not None else similar_items(store, item, k, filters)  # type: ignore[arg-type]
+            recs = served.recs
+            exps = explain(store, served) if explain_ and recs.items else {}
         if as_json:
             out = recs.model_dump()
             for it in out["items"]:
