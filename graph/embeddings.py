@@ -280,6 +280,23 @@ def item_coverage(model_items: set[str] | Sequence[str], graph_items: Any) -> fl
     return len(ids & set(model_items)) / len(ids)
 
 
+def check_coverage(model_items: set[str] | Sequence[str], graph_items: Any, min_coverage: float | None, *, version: str,
+                   dataset: str) -> None:
+    """Refuse a model whose items cover less than ``min_coverage`` of the active generation (``None``: no check).
+
+    Raises:
+        CoverageTooLowError: The share is below ``min_coverage``.
+    """
+    if min_coverage is None:
+        return
+    share = item_coverage(model_items, graph_items)
+    if share < min_coverage:
+        raise CoverageTooLowError(
+            f"refusing to publish {version} onto dataset {dataset!r}: its items cover {share:.1%} of the active generation's "
+            f"{len(graph_items):,} items, below the minimum {min_coverage:.0%} (a model of another catalogue?); "
+            "publish with --min-coverage 0 to override")
+
+
 def active_gen(driver: neo4j.Driver, dataset: str, database: str = "neo4j") -> int:
     """The active load generation of ``dataset``.
 
@@ -453,13 +470,7 @@ def publish(
     # Items of the active generation the model does not know: cold items, vectors from text.
     graph_items = {r["id"]: r["text"] for r in read(driver, Q_ITEMS_OF_GEN, {"dataset": dataset, "gen": gen}, database)}
     known = set(item_ids)
-    if min_coverage is not None:
-        share = item_coverage(known, graph_items)
-        if share < min_coverage:
-            raise CoverageTooLowError(
-                f"refusing to publish {version} onto dataset {dataset!r}: its items cover {share:.1%} of the active generation's "
-                f"{len(graph_items):,} items, below the minimum {min_coverage:.0%} (a model of another catalogue?); "
-                "publish with --min-coverage 0 to override")
+    check_coverage(known, graph_items, min_coverage, version=version, dataset=dataset)
     cold_ids = [i for i in graph_items if i not in known and graph_items[i]]  # cold items need a text to embed
     n_cold = 0
     if cold_ids and cold_item_vectors is not None:

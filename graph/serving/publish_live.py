@@ -40,7 +40,7 @@ from graph.embeddings import (
     active_gen,
     augment_items,
     check_index,
-    item_coverage,
+    check_coverage,
     drop_model,
     make_tag,
     prop_name,
@@ -49,7 +49,7 @@ from graph.embeddings import (
 from graph.schema import NEIGHBOUR
 from graph.serving.store import GraphStore
 from graphrec.clock import utc_now_iso
-from graphrec.errors import CoverageTooLowError, InvalidArgumentError
+from graphrec.errors import InvalidArgumentError
 
 
 
@@ -170,13 +170,7 @@ def publish_live(
     driver, dataset, database = store.driver, store.dataset, store.database
     gen = active_gen(driver, dataset, database)
     graph_items = {r["id"]: r["text"] for r in read(driver, Q_ITEMS_OF_GEN, {"dataset": dataset, "gen": gen}, database)}
-    if min_coverage is not None:
-        share = item_coverage(ids, graph_items)
-        if share < min_coverage:
-            raise CoverageTooLowError(
-                f"refusing to publish {version} onto dataset {dataset!r}: its items cover {share:.1%} of the active generation's "
-                f"{len(graph_items):,} items, below the minimum {min_coverage:.0%} (a model of another catalogue?); "
-                "publish with --min-coverage 0 to override")
+    check_coverage(ids, graph_items, min_coverage, version=version, dataset=dataset)
     present = np.array([i in graph_items for i in ids], dtype=bool)
     kept = [i for i, p in zip(ids, present) if p]
     tag = make_tag(dataset, version)
