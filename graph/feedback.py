@@ -12,7 +12,8 @@ shared lock first). Every feedback write of a dataset, and the co-like build's m
 lock first, so they run one after the other in one global lock order and cannot deadlock with each
 other; everything the write reads afterwards (the previous rating, the user's likes) is read under
 the lock. In front of that lock, the writers of one process queue in a :class:`WriteQueue`, which
-applies the writes waiting together in one transaction (a group commit: one lock, one commit).
+applies the writes waiting together in one transaction (a group commit: one lock, one commit), as one
+``UNWIND $rows`` statement per round of distinct users.
 
 Idempotency. Under that lock, the user is merged (``MERGE``; the ``(dataset, gen, id)`` uniqueness
 constraint backs it) and so is the relationship (one per user and item), so concurrent
@@ -108,47 +109,73 @@ class RetryPolicy(BaseModel):
 
 DEFAULT_RETRY = RetryPolicy()
 
-# The feedback write, in one global lock order. Its first clause takes the Dataset node's write lock
-# (SET always locks the node, even when the value does not change), before any other node is read or
-# written: feedback writes of a dataset are serialised, so the previous rating read below is exactly
-# the one the co-like upkeep (graph.co_likes.refresh_co_likes, same transaction) changes, and no two
-# writers can MERGE the same new user or the same new relationship at once. A request that repeats the
-# stored rating and timestamp writes nothing (`replayed`), nor does one older than the stored rating
-# (`outdated`: a late duplicate never undoes a newer rating). Like status changes are counted
-# (Dataset.like_changes), so a co-like build sees that one happened while it counted. The like
-# threshold is the active co-like marker's. Ratings are >= 0 and timestamps >= 0, so -1 stands for null
-# in the replay comparison.
+# The feedback write of a batch of rows, in one global lock order. Its first clause takes the Dataset
+# node's write lock (SET always locks the node, even when the value does not change), before any other
+# node is read or written: feedback writes of a dataset are serialised, so the previous rating read
+# below is exactly the one the co-like upkeep (graph.co_likes.refresh_co_likes, same transaction)
+# changes, and no two transactions can MERGE the same new user or the same new relationship at once.
+# Every user appears at most once in $rows (see _rounds), so no row reads what another row writes, and
+# the rows may be applied in any order. A row that repeats the stored rating and timestamp writes
+# nothing (`replayed`), nor does one older than the stored rating (`outdated`: a late duplicate never
+# undoes a newer rating). The counters move once per statement: Dataset.feedback_writes by the rows
+# written, Dataset.like_changes by the like status changes (a co-like build sees that one happened while
+# it counted), the co-like marker's relationship count by the relationships created. The like
+# threshold is the active co-like marker's. Items nobody liked when the co-likes were built have no
+# stored liker count: it is counted before any row is written, so the upkeep of every row moves it by
+# exactly one. Ratings are >= 0 and timestamps >= 0, so -1 stands for null in the replay comparison.
+# A row whose item is unknown, or whose user is unknown without create_user, returns nothing.
 Q_RECORD_INTERACTION = """
 MATCH (d:Dataset) USING SCAN d:Dataset WHERE d.name = $dataset
 SET d.feedback_writes = coalesce(d.feedback_writes, 0)
 WITH d
-MATCH (i:Item {dataset: $dataset, gen: d.gen, id: $item_id})
-OPTIONAL MATCH (existing:User {dataset: $dataset, gen: d.gen, id: $user_id})
-WITH d, i, existing
-WHERE existing IS NOT NULL OR $create_user
 OPTIONAL MATCH (m:ActiveModel {dataset: $dataset})
 OPTIONAL MATCH (cl:CoLiked {dataset: $dataset, tag: m.tag})
-WITH d, i, existing, cl, coalesce(cl.like, $like) AS like
+CALL (d, cl) {
+  WITH d, cl WHERE cl IS NOT NULL
+  UNWIND $rows AS row
+  WITH d, cl, row WHERE row.upkeep
+  MATCH (i:Item {dataset: $dataset, gen: d.gen, id: row.item_id}) WHERE i.co_likers IS NULL
+  WITH DISTINCT cl, i
+  SET i.co_likers = COUNT { MATCH (v:User)-[r:INTERACTED]->(i) WHERE r.rating IS NULL OR r.rating >= cl.like RETURN DISTINCT v }
+}
+UNWIND $rows AS row
+MATCH (i:Item {dataset: $dataset, gen: d.gen, id: row.item_id})
+OPTIONAL MATCH (existing:User {dataset: $dataset, gen: d.gen, id: row.user_id})
+WITH d, cl, row, i, existing
+WHERE existing IS NOT NULL OR row.create_user
+WITH d, cl, row, i, existing, coalesce(cl.like, row.like) AS like
 OPTIONAL MATCH (existing)-[old:INTERACTED]->(i)
-WITH d, i, cl, like, existing IS NULL AS created_user, count(old) = 0 AS created_rel,
+WITH d, cl, row, i, like, existing IS NULL AS created_user, count(old) = 0 AS created_rel,
      count(CASE WHEN old.rating IS NULL OR old.rating >= like THEN old END) > 0 AS liked_before,
-     count(CASE WHEN coalesce(old.rating, -1.0) = coalesce($rating, -1.0) AND coalesce(old.ts, -1) = coalesce($ts, -1)
+     count(CASE WHEN coalesce(old.rating, -1.0) = coalesce(row.rating, -1.0) AND coalesce(old.ts, -1) = coalesce(row.ts, -1)
                 THEN old END) > 0 AS replayed,
-     count(CASE WHEN old.ts > $ts THEN old END) > 0 AS newer
-WITH d, i, cl, like, created_user, created_rel, liked_before, replayed, NOT replayed AND newer AS outdated
-MERGE (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
+     count(CASE WHEN old.ts > row.ts THEN old END) > 0 AS newer
+WITH d, cl, row, i, like, created_user, created_rel, liked_before, replayed, NOT replayed AND newer AS outdated
+MERGE (u:User {dataset: $dataset, gen: d.gen, id: row.user_id})
 MERGE (u)-[r:INTERACTED]->(i)
   ON CREATE SET r.source = 'feedback', r.split = null
-FOREACH (x IN CASE WHEN replayed OR outdated THEN [] ELSE [r] END | SET x.rating = $rating, x.ts = $ts)
-WITH d, cl, created_user, created_rel, liked_before, replayed, outdated,
-     CASE WHEN replayed OR outdated THEN liked_before ELSE $rating IS NULL OR $rating >= like END AS liked_after, count(r) AS n
-FOREACH (x IN CASE WHEN replayed OR outdated THEN [] ELSE [d] END | SET x.feedback_writes = x.feedback_writes + 1)
-// the write's relationship moves the marker's count on, so the co-likes stay fresh
-FOREACH (x IN CASE WHEN cl IS NOT NULL AND created_rel AND $upkeep THEN [cl] ELSE [] END | SET x.rels = x.rels + 1)
-// like status changes are counted: a co-like build compares the count before and after it counted
-FOREACH (x IN CASE WHEN liked_before <> liked_after THEN [d] ELSE [] END | SET x.like_changes = coalesce(x.like_changes, 0) + 1)
-RETURN created_user, created_rel, liked_before, liked_after, replayed, outdated, cl IS NOT NULL AS co_likes
+WITH d, cl, row, like, r, created_user, created_rel, liked_before, replayed, outdated, replayed OR outdated AS skip
+FOREACH (x IN CASE WHEN skip THEN [] ELSE [r] END | SET x.rating = row.rating, x.ts = row.ts)
+WITH d, cl, row, created_user, created_rel, liked_before, replayed, outdated, skip,
+     CASE WHEN skip THEN liked_before ELSE row.rating IS NULL OR row.rating >= like END AS liked_after
+WITH d, cl,
+     collect({k: row.k, created_user: created_user, created_rel: created_rel, liked_before: liked_before,
+              liked_after: liked_after, replayed: replayed, outdated: outdated}) AS out,
+     sum(CASE WHEN skip THEN 0 ELSE 1 END) AS writes,
+     sum(CASE WHEN liked_before <> liked_after THEN 1 ELSE 0 END) AS like_changes,
+     sum(CASE WHEN created_rel AND row.upkeep THEN 1 ELSE 0 END) AS created_rels
+SET d.feedback_writes = d.feedback_writes + writes
+FOREACH (x IN CASE WHEN like_changes > 0 THEN [d] ELSE [] END | SET x.like_changes = coalesce(x.like_changes, 0) + like_changes)
+// the relationships written move the marker's count on, so the co-likes stay fresh
+FOREACH (x IN CASE WHEN cl IS NOT NULL AND created_rels > 0 THEN [cl] ELSE [] END | SET x.rels = x.rels + created_rels)
+WITH cl, out
+UNWIND out AS o
+RETURN o.k AS k, o.created_user AS created_user, o.created_rel AS created_rel, o.liked_before AS liked_before,
+       o.liked_after AS liked_after, o.replayed AS replayed, o.outdated AS outdated, cl IS NOT NULL AS co_likes
 """
+
+# Rows in one Q_RECORD_INTERACTION statement at most (fixed-size chunks of a round).
+ROWS_PER_STATEMENT = 64
 
 # Why nothing was written (read after the write transaction returned no row).
 Q_ITEM_EXISTS = """
@@ -211,74 +238,136 @@ def record_interaction(
 
 @dataclass
 class _Pending:
-    """One write waiting in a :class:`WriteQueue`: its query parameters, then its outcome."""
+    """One write waiting in a :class:`WriteQueue`: its query parameters, then its outcome.
+
+    ``wake`` is set when the write is done, or when its writer is handed the lead of the queue.
+    """
 
     params: dict[str, Any]
     done: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: BaseException | None = None
 
 
-def _apply(tx: neo4j.ManagedTransaction, params: dict[str, Any]) -> tuple[dict[str, Any], tuple[int, int] | None] | None:
-    """One write inside a transaction: the interaction, then the co-like upkeep when the like status changed."""
+def _rounds(batch: list[dict[str, Any]]) -> list[list[int]]:
+    """Split a batch (in arrival order) into rounds in which every user appears at most once (pure).
+
+    The ``n``-th write of a user in the batch goes into round ``n``; rounds are applied in order, so
+    every user's writes keep their order, and within a round no row reads what another row writes
+    (rows of different users touch different ``User`` nodes and relationships).
+
+    Returns:
+        The positions in ``batch`` of every round's writes, in arrival order.
+    """
+    seen: dict[str, int] = {}
+    rounds: list[list[int]] = []
+    for k, params in enumerate(batch):
+        n = seen.get(params["user_id"], 0)
+        seen[params["user_id"]] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(k)
+    return rounds
+
+
+def _apply(tx: neo4j.ManagedTransaction, batch: list[dict[str, Any]]) -> list[tuple[dict[str, Any], tuple[int, int] | None] | None]:
+    """Apply a batch of writes inside one transaction, as if one after the other in arrival order.
+
+    Each round (see :func:`_rounds`) is one ``UNWIND $rows`` statement per :data:`ROWS_PER_STATEMENT`
+    rows; then, in arrival order, the co-like upkeep of every row whose like status changed.
+
+    Returns:
+        Per write: the row of :data:`Q_RECORD_INTERACTION` and the upkeep's counts, or ``None`` when
+        nothing was written (unknown item, or unknown user without ``create_user``).
+    """
     from graph.co_likes import refresh_co_likes
 
-    row = tx.run(Q_RECORD_INTERACTION, params).single()
-    if row is None:
-        return None
-    out = dict(row)
-    changed = None
-    if params["upkeep"] and out["co_likes"] and out["liked_before"] != out["liked_after"]:
-        changed = refresh_co_likes(tx, params["dataset"], params["user_id"], params["item_id"], delta=1 if out["liked_after"] else -1)
-    return out, changed
+    out: list[tuple[dict[str, Any], tuple[int, int] | None] | None] = [None] * len(batch)
+    for positions in _rounds(batch):
+        for start in range(0, len(positions), ROWS_PER_STATEMENT):
+            chunk = positions[start:start + ROWS_PER_STATEMENT]
+            rows = [{"k": k, **{f: batch[k][f] for f in ROW_FIELDS}} for k in chunk]
+            found = {int(rec["k"]): dict(rec) for rec in tx.run(Q_RECORD_INTERACTION, {"dataset": batch[chunk[0]]["dataset"], "rows": rows})}
+            for k in chunk:
+                row = found.get(k)
+                if row is None:
+                    continue
+                params, changed = batch[k], None
+                if params["upkeep"] and row["co_likes"] and row["liked_before"] != row["liked_after"]:
+                    changed = refresh_co_likes(tx, params["dataset"], params["user_id"], params["item_id"],
+                                               delta=1 if row["liked_after"] else -1)
+                out[k] = (row, changed)
+    return out
+
+
+# What every row of Q_RECORD_INTERACTION carries (besides its position k).
+ROW_FIELDS = ("user_id", "item_id", "rating", "ts", "create_user", "like", "upkeep")
 
 
 class WriteQueue:
     """This process's queue in front of one dataset's feedback writes: a group commit.
 
     The Dataset node's lock in Neo4j is what makes the writes correct, also across processes, and it
-    serialises them: each one holds it until its commit is durable, so one write at a time pays a
-    commit (a log flush) and the commits cannot share one. Writers of this process therefore queue
-    here; whoever finds the queue idle takes the writes waiting (up to ``max_batch``, in arrival order)
-    and applies them one after the other in ONE transaction (one lock, one commit), then hands every
-    writer its own answer. A write still answers only after its commit. Each write sees the ones
-    before it in the batch, so replays and repeated pairs behave as when sent one by one. When a batch
+    serialises them: each transaction holds it until its commit is durable, so the commits of
+    separate transactions cannot share a log flush. Writers of this process therefore queue here. One
+    writer at a time leads: it takes every write waiting (up to ``max_batch``, in arrival order),
+    applies them in ONE transaction (one lock, one commit, one ``UNWIND $rows`` statement per round,
+    see :func:`_apply`), hands every writer its own answer, and hands the lead straight to the oldest
+    write still waiting (so the next batch starts without waiting for anyone to notice). A write
+    still answers only after its commit. The batch behaves as the writes sent one by one: replays and
+    repeated pairs, and a user created by an earlier write, are seen by the later ones. When a batch
     fails on something else than a transient conflict or an unreachable Neo4j, its writes are tried
     again one by one, so an error stays with the write that caused it. Queued here, a waiting write
     also holds no server thread (many transactions queued on one Neo4j lock made the server report
     deadlocks that were not there).
 
     Args:
-        max_batch (int, optional): Most writes in one transaction. (default: ``64``)
+        max_batch (int, optional): Most writes in one transaction. (default: ``256``)
     """
 
-    def __init__(self, max_batch: int = 64) -> None:
+    def __init__(self, max_batch: int = 256) -> None:
         self.max_batch = max_batch
-        self._gate = threading.Lock()
         self._lock = threading.Lock()
         self._pending: deque[_Pending] = deque()
+        self._leading = False
 
     def submit(self, driver: neo4j.Driver, pending: _Pending, *, database: str, retry: RetryPolicy = DEFAULT_RETRY,
                sleep: Callable[[float], None] = time.sleep) -> Any:
         """Queue ``pending``, apply it (with the writes queued with it, or in a later batch) and return its outcome."""
         with self._lock:
             self._pending.append(pending)
-        while not pending.done.is_set():
-            with self._gate:
-                if pending.done.is_set():
-                    break
-                with self._lock:
-                    batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
-                if batch:
-                    self._run(driver, database, batch, retry, sleep)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            pending.wake.wait()  # done by another writer's batch, or handed the lead
+        if not pending.done.is_set():
+            self._lead(driver, database, retry, sleep)
         if pending.error is not None:
             raise pending.error
         return pending.result
 
+    def _lead(self, driver: neo4j.Driver, database: str, retry: RetryPolicy, sleep: Callable[[float], None]) -> None:
+        """Apply one batch from the front of the queue (the leader's own write is its first), then hand the lead on."""
+        with self._lock:
+            batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
+        try:
+            self._run(driver, database, batch, retry, sleep)
+        finally:
+            with self._lock:
+                nxt = self._pending[0] if self._pending else None
+                self._leading = nxt is not None
+            for p in batch:
+                p.wake.set()
+            if nxt is not None:
+                nxt.wake.set()
+
     def _run(self, driver: neo4j.Driver, database: str, batch: list[_Pending], retry: RetryPolicy, sleep: Callable[[float], None]) -> None:
+        params = [p.params for p in batch]
+
         @neo4j.unit_of_work(timeout=retry.tx_timeout_s)
         def work(tx: neo4j.ManagedTransaction) -> list[Any]:
-            return [_apply(tx, p.params) for p in batch]
+            return _apply(tx, params)
 
         try:
             try:
@@ -366,6 +455,7 @@ def run_write(
 
 
 __all__ = [
-    "DEFAULT_RETRY", "Interaction", "InteractionResult", "Q_ITEM_EXISTS", "Q_RECORD_INTERACTION", "RetryPolicy", "WriteQueue",
+    "DEFAULT_RETRY", "Interaction", "InteractionResult", "Q_ITEM_EXISTS", "Q_RECORD_INTERACTION", "ROWS_PER_STATEMENT", "RetryPolicy",
+    "WriteQueue",
     "is_conflict", "record_interaction", "run_write", "write_queue",
 ]

@@ -76,7 +76,7 @@ UPKEEP = {"updated": 7, "reweighted": 42}
 
 
 def _driver(row: dict[str, Any] | None) -> FakeDriver:
-    return FakeDriver({Q_RECORD_INTERACTION: [row] if row else [], co_likes.Q_FEEDBACK_LIKE_ADDED: [UPKEEP],
+    return FakeDriver({Q_RECORD_INTERACTION: [{**row, "k": 0}] if row else [], co_likes.Q_FEEDBACK_LIKE_ADDED: [UPKEEP],
                        co_likes.Q_FEEDBACK_LIKE_REMOVED: [UPKEEP]})
 
 
@@ -113,7 +113,7 @@ def test_no_materialisation_writes_only() -> None:
 def test_upkeep_off_writes_only_and_says_so_to_the_query() -> None:
     d = _driver(_row(False, True))
     record_interaction(d, Interaction(user_id="u1", item_id="i1", rating=5.0), dataset="ds", co_likes=False)  # type: ignore[arg-type]
-    assert [q for q, _ in d.log] == [Q_RECORD_INTERACTION] and d.log[0][1]["upkeep"] is False
+    assert [q for q, _ in d.log] == [Q_RECORD_INTERACTION] and d.log[0][1]["rows"][0]["upkeep"] is False
 
 
 @pytest.mark.parametrize(("check", "error"), [({"item_ok": False, "user_ok": True}, UnknownItemError),

@@ -3,6 +3,8 @@ with ``spec=``: which errors are retried, how often, with which pauses, and what
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 from unittest.mock import MagicMock
 
@@ -12,10 +14,13 @@ from neo4j import exceptions as neo4j_exc
 
 from graph.feedback import (
     DEFAULT_RETRY,
+    Q_RECORD_INTERACTION,
+    ROWS_PER_STATEMENT,
     Interaction,
     RetryPolicy,
     WriteQueue,
     _Pending,
+    _rounds,
     is_conflict,
     record_interaction,
     run_write,
@@ -131,7 +136,7 @@ def test_record_interaction_gives_up_with_write_conflict() -> None:
     with pytest.raises(WriteConflictError):
         record_interaction(driver, Interaction(user_id="u", item_id="i", rating=5.0), dataset="ds", sleep=Pauses())
     assert session.execute_write.call_count == DEFAULT_RETRY.attempts
-    assert not write_queue("neo4j", "ds")._gate.locked() and not write_queue("neo4j", "ds")._pending  # nothing left behind
+    assert not write_queue("neo4j", "ds")._leading and not write_queue("neo4j", "ds")._pending  # nothing left behind
 
 
 def test_one_queue_per_dataset() -> None:
@@ -144,10 +149,12 @@ def _params(user: str) -> dict[str, Any]:
     return {"dataset": "ds", "user_id": user, "item_id": "i", "rating": 5.0, "ts": 1, "create_user": False, "like": 4.0, "upkeep": True}
 
 
-def _tx_driver(bad_user: str | None = None) -> tuple[MagicMock, MagicMock, list[list[str]]]:
-    """A driver whose transactions answer every feedback query with a row (or fail on ``bad_user``)."""
+def _tx_driver(bad_user: str | None = None, seconds: float = 0.0) -> tuple[MagicMock, MagicMock, list[list[str]]]:
+    """A driver whose transactions answer every feedback statement with a row per row sent (or fail on
+    ``bad_user``); ``transactions`` lists the users of every transaction's statements, in order."""
     driver, session = _driver([])
     transactions: list[list[str]] = []
+    statements: list[list[str]] = []
 
     def execute_write(work: Any) -> Any:
         users: list[str] = []
@@ -155,21 +162,25 @@ def _tx_driver(bad_user: str | None = None) -> tuple[MagicMock, MagicMock, list[
         tx = MagicMock(spec=neo4j.ManagedTransaction)
 
         def run(query: str, params: dict[str, Any]) -> Any:
-            users.append(params["user_id"])
-            if params["user_id"] == bad_user:
+            assert query == Q_RECORD_INTERACTION and len(params["rows"]) <= ROWS_PER_STATEMENT
+            sent = [r["user_id"] for r in params["rows"]]
+            users.extend(sent)
+            statements.append(sent)
+            if bad_user in sent:
                 raise neo4j_exc.Neo4jError._hydrate_neo4j(code="Neo.ClientError.Statement.ArgumentError", message="bad value")
-            result = MagicMock(spec=neo4j.Result)
-            result.single.return_value = {**ROW, "user": params["user_id"]}
-            return result
+            if seconds:
+                time.sleep(seconds)
+            return iter([{**ROW, "k": r["k"], "user": r["user_id"]} for r in params["rows"]])
 
         tx.run.side_effect = run
         return work(tx)
 
     session.execute_write.side_effect = execute_write
+    driver.statements = statements
     return driver, session, transactions
 
 
-def test_writes_waiting_together_share_one_transaction() -> None:
+def test_writes_waiting_together_share_one_transaction_and_one_statement() -> None:
     driver, session, transactions = _tx_driver()
     queue = WriteQueue(max_batch=64)
     waiting = [_Pending(params=_params(f"u{k}")) for k in range(3)]
@@ -178,15 +189,72 @@ def test_writes_waiting_together_share_one_transaction() -> None:
     row, changed = queue.submit(driver, mine, database="db", sleep=Pauses())
     assert row["user"] == "me" and changed is None
     assert transactions == [["u0", "u1", "u2", "me"]]  # one transaction, in arrival order: one lock, one commit
+    assert driver.statements == [["u0", "u1", "u2", "me"]]  # and one UNWIND statement: one round trip
     assert all(p.done.is_set() and p.result[0]["user"] == p.params["user_id"] for p in waiting)
+    assert not queue._leading and not queue._pending
 
 
-def test_batches_are_bounded() -> None:
+def test_batches_are_bounded_and_the_lead_goes_to_the_oldest_write_waiting() -> None:
     driver, session, transactions = _tx_driver()
     queue = WriteQueue(max_batch=2)
-    queue._pending.extend(_Pending(params=_params(f"u{k}")) for k in range(3))
+    pending = [_Pending(params=_params(f"u{k}")) for k in range(4)]
+    queue._pending.extend(pending)
+    queue._leading = True  # the writer of u0 leads
+    queue._lead(driver, "db", DEFAULT_RETRY, Pauses())
+    assert transactions == [["u0", "u1"]]
+    assert pending[0].wake.is_set() and pending[1].wake.is_set() and pending[0].done.is_set()
+    assert pending[2].wake.is_set() and not pending[2].done.is_set()  # handed the lead: the next batch starts at once
+    assert not pending[3].wake.is_set() and queue._leading
+    queue._lead(driver, "db", DEFAULT_RETRY, Pauses())
+    assert transactions == [["u0", "u1"], ["u2", "u3"]] and not queue._leading
+
+
+def test_a_users_writes_in_one_batch_go_to_successive_statements_in_order() -> None:
+    batch = [_params(u) for u in ("a", "b", "a", "c", "a", "b")]
+    assert _rounds(batch) == [[0, 1, 3], [2, 5], [4]]
+    driver, session, transactions = _tx_driver()
+    queue = WriteQueue()
+    queue._pending.extend(_Pending(params=p) for p in batch[:-1])
+    queue.submit(driver, _Pending(params=batch[-1]), database="db", sleep=Pauses())
+    assert transactions == [["a", "b", "c", "a", "b", "a"]]
+    assert driver.statements == [["a", "b", "c"], ["a", "b"], ["a"]]
+
+
+def test_a_round_is_sent_in_fixed_size_chunks() -> None:
+    driver, session, transactions = _tx_driver()
+    queue = WriteQueue(max_batch=1000)
+    n = 2 * ROWS_PER_STATEMENT + 3
+    queue._pending.extend(_Pending(params=_params(f"u{k}")) for k in range(n - 1))
     queue.submit(driver, _Pending(params=_params("me")), database="db", sleep=Pauses())
-    assert transactions == [["u0", "u1"], ["u2", "me"]]
+    assert [len(s) for s in driver.statements] == [ROWS_PER_STATEMENT, ROWS_PER_STATEMENT, 3] and len(transactions) == 1
+
+
+def test_concurrent_writers_each_get_their_own_answer_and_share_transactions() -> None:
+    driver, session, transactions = _tx_driver(seconds=0.01)
+    queue = WriteQueue()
+    answers: dict[str, str] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(16)
+
+    def writer(w: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            for k in range(10):
+                user = f"w{w}-{k}"
+                answers[user] = queue.submit(driver, _Pending(params=_params(user)), database="db", sleep=Pauses())[0]["user"]
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert len(answers) == 160 and all(u == a for u, a in answers.items())
+    assert sorted(u for tx in transactions for u in tx) == sorted(answers)  # every write applied exactly once
+    assert len(transactions) < 160  # writes that waited together shared a transaction
+    assert not queue._leading and not queue._pending
 
 
 def test_a_failing_batch_is_retried_one_by_one_and_the_error_stays_with_its_write() -> None:
@@ -196,7 +264,7 @@ def test_a_failing_batch_is_retried_one_by_one_and_the_error_stays_with_its_writ
     queue._pending.extend([good, bad])
     mine = _Pending(params=_params("me"))
     assert queue.submit(driver, mine, database="db", sleep=Pauses())[0]["user"] == "me"
-    assert transactions == [["good", "bad"], ["good"], ["bad"], ["me"]]
+    assert transactions == [["good", "bad", "me"], ["good"], ["bad"], ["me"]]
     assert good.result[0]["user"] == "good" and bad.error is not None and bad.result is None
     assert type(bad.error).__name__ == "QueryError"
 
@@ -210,3 +278,4 @@ def test_a_conflict_that_outlasts_the_retries_fails_the_whole_batch() -> None:
         queue.submit(driver, _Pending(params=_params("me")), database="db", retry=RetryPolicy(attempts=2), sleep=Pauses())
     assert isinstance(other.error, WriteConflictError) and other.done.is_set()
     assert session.execute_write.call_count == 2  # not retried one by one: a conflict is not the writes' fault
+    assert not queue._leading and not queue._pending
