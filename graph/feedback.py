@@ -216,8 +216,7 @@ def record_interaction(
         WriteConflictError: Transient conflicts outlasted the retries (nothing was written; safe to resend).
         Neo4jUnavailableError: Neo4j does not answer.
     """
-    p = {"dataset": dataset, "user_id": interaction.user_id, "item_id": interaction.item_id, "rating": interaction.rating,
-         "ts": interaction.ts, "create_user": interaction.create_user, "like": like_threshold, "upkeep": co_likes}
+    p = write_params(interaction, dataset=dataset, co_likes=co_likes, like_threshold=like_threshold)
     done = write_queue(database, dataset).submit(driver, _Pending(params=p), database=database, retry=retry, sleep=sleep)
     if done is None:
         chk = read(driver, Q_ITEM_EXISTS, p, database)
@@ -226,6 +225,17 @@ def record_interaction(
         if not chk[0]["item_ok"]:
             raise UnknownItemError(f"unknown item {interaction.item_id!r} in dataset {dataset!r}")
         raise UnknownUserError(f"unknown user {interaction.user_id!r} in dataset {dataset!r} (set create_user to add a new user)")
+    return to_result(interaction, done)
+
+
+def write_params(interaction: Interaction, *, dataset: str, co_likes: bool = True, like_threshold: float = 4.0) -> dict[str, Any]:
+    """The parameters of one write in a :class:`WriteQueue` (see :func:`record_interaction` for the arguments)."""
+    return {"dataset": dataset, "user_id": interaction.user_id, "item_id": interaction.item_id, "rating": interaction.rating,
+            "ts": interaction.ts, "create_user": interaction.create_user, "like": like_threshold, "upkeep": co_likes}
+
+
+def to_result(interaction: Interaction, done: tuple[dict[str, Any], tuple[int, int] | None]) -> InteractionResult:
+    """The :class:`InteractionResult` of a write a :class:`WriteQueue` applied (its row and the co-like upkeep's counts)."""
     row, changed = done
     return InteractionResult(
         user_id=interaction.user_id, item_id=interaction.item_id, rating=interaction.rating, ts=interaction.ts,
@@ -456,6 +466,5 @@ def run_write(
 
 __all__ = [
     "DEFAULT_RETRY", "Interaction", "InteractionResult", "Q_ITEM_EXISTS", "Q_RECORD_INTERACTION", "ROWS_PER_STATEMENT", "RetryPolicy",
-    "WriteQueue",
-    "is_conflict", "record_interaction", "run_write", "write_queue",
+    "WriteQueue", "is_conflict", "record_interaction", "run_write", "to_result", "write_params", "write_queue",
 ]
