@@ -89,7 +89,8 @@ def run_filter_bench(
         config = chosen.config.model_copy(update={"neighbours_top_k": top_k})
         record["validation_carved"] = fitted.carved
     else:
-        record["protocol"] = "fixed (default settings, no selection)"
+        record["protocol"] = ("fixed (default settings plus the given overrides, no selection)" if overrides
+                              else "fixed (default settings, no selection)")
         config = filter_config(model, **(overrides or {}))
         eval_data = data
         t0 = time.perf_counter()

@@ -54,6 +54,8 @@ class GFCFConfig(FilterConfig):
     """Rank of the ideal low-pass filter (top singular vectors of the normalised interactions)."""
     power: float = 0.5
     """Degree exponent around the low-pass filter."""
+    sharpen: float = Field(0.0, ge=0)
+    """Sharpening time T (BSPM's inverse heat step, scores times I - T P~); 0 is plain GF-CF."""
 
 
 class ChebyCFConfig(FilterConfig):

@@ -1,4 +1,5 @@
-r"""GF-CF: a linear item-item filter plus an ideal low-pass filter (Shen et al., CIKM 2021)."""
+r"""GF-CF: a linear item-item filter plus an ideal low-pass filter (Shen et al., CIKM 2021), optionally
+sharpened by one step of the inverse heat equation on the item-item graph (BSPM, Choi et al., SIGIR 2023)."""
 
 from __future__ import annotations
 
@@ -17,21 +18,29 @@ class GFCF(GraphFilter):
     r"""GF-CF from `"How Powerful is Graph Convolution for Recommendation?"
     <https://arxiv.org/abs/2108.07567>`_ (Shen et al., CIKM 2021): the normalised item-item graph
     (LightGCN's linear filter in closed form) plus an ideal low-pass filter from the top singular
-    vectors of the normalised interaction matrix.
+    vectors of the normalised interaction matrix, followed by an optional sharpening step
+    (`"Blurring-Sharpening Process Models for Collaborative Filtering"
+    <https://arxiv.org/abs/2211.09324>`_, Choi et al., SIGIR 2023: one explicit Euler step of
+    :math:`d\mathbf{x}/dt = -\mathbf{x}\tilde{\mathbf{P}}` over time :math:`T`).
 
     .. math::
-        \mathbf{s}_u = \mathbf{r}_u \tilde{\mathbf{R}}^\top \tilde{\mathbf{R}}
-          + \alpha \, \mathbf{r}_u \mathbf{D}_I^{-\beta} \mathbf{V} \mathbf{V}^\top \mathbf{D}_I^{\beta},
-        \qquad \tilde{\mathbf{R}} = \mathbf{D}_U^{-1/2} \mathbf{R} \mathbf{D}_I^{-1/2}
+        \mathbf{s}_u = \Bigl(\mathbf{r}_u \tilde{\mathbf{P}}
+          + \alpha \, \mathbf{r}_u \mathbf{D}_I^{-\beta} \mathbf{V} \mathbf{V}^\top \mathbf{D}_I^{\beta}\Bigr)
+          (\mathbf{I} - T \tilde{\mathbf{P}}),
+        \qquad \tilde{\mathbf{P}} = \tilde{\mathbf{R}}^\top \tilde{\mathbf{R}}, \quad
+        \tilde{\mathbf{R}} = \mathbf{D}_U^{-1/2} \mathbf{R} \mathbf{D}_I^{-1/2}
 
     with :math:`\mathbf{V} \in \mathbb{R}^{I \times r}` the top-:math:`r` right singular vectors of
-    :math:`\tilde{\mathbf{R}}` (randomized SVD, sparse products only). The item-item part is never
-    built densely: a block of history rows is filtered as :math:`(\mathbf{X}\tilde{\mathbf{R}}^\top)
-    \tilde{\mathbf{R}}`.
+    :math:`\tilde{\mathbf{R}}` (randomized SVD, sparse products only). :math:`T = 0` is GF-CF. The
+    item-item part :math:`\tilde{\mathbf{P}} - T\tilde{\mathbf{P}}^2` is never built densely: a block
+    of history rows is filtered as :math:`(\mathbf{X}\tilde{\mathbf{R}}^\top)\tilde{\mathbf{R}}`, once
+    more for the sharpening. The sharpened low-pass part stays low-rank: its out-factors are
+    :math:`(\mathbf{I} - T\tilde{\mathbf{P}})\mathbf{D}_I^{\beta}\mathbf{V}`, computed once at fit time.
 
-    Memory (float32): fitted state :math:`36N + 4Ir` bytes (interaction CSRs and the basis), plus
-    :math:`12 I k` bytes for ``neighbours_top_k`` :math:`= k`; scoring a block of :math:`B` users
-    needs :math:`4B(U + 2I)` bytes. Time: :math:`O(N r q)` for the SVD, :math:`O(N B)` per block.
+    Memory (float32): fitted state :math:`36N + 8Ir` bytes (interaction CSRs, the basis and the
+    sharpened out-factors), plus :math:`12 I k` bytes for ``neighbours_top_k`` :math:`= k`; scoring
+    a block of :math:`B` users needs :math:`4B(U + 3I)` bytes. Time: :math:`O(N r q)` for the SVD,
+    :math:`O(N B)` per block (twice that with :math:`T > 0`).
 
     Args:
         num_users (int): Number of users :math:`U`.
@@ -39,6 +48,7 @@ class GFCF(GraphFilter):
         alpha (float, optional): Weight :math:`\alpha` of the ideal low-pass filter. (default: ``0.3``)
         rank (int, optional): Rank :math:`r` of the ideal low-pass filter. (default: ``256``)
         power (float, optional): Degree exponent :math:`\beta` around the low-pass filter. (default: ``0.5``)
+        sharpen (float, optional): Sharpening time :math:`T`; ``0`` is plain GF-CF. (default: ``0.0``)
         neighbours_top_k (int, optional): Item-item weights kept per item, scored with the truncated
             matrix; ``None``: exact. (default: ``100``)
         batch_users (int, optional): Items per block when computing neighbours. (default: ``1024``)
@@ -55,28 +65,55 @@ class GFCF(GraphFilter):
         alpha: float = 0.3,
         rank: int = 256,
         power: float = 0.5,
+        sharpen: float = 0.0,
         neighbours_top_k: int | None = DEFAULT_NEIGHBOURS_TOP_K,
         batch_users: int = 1024,
     ) -> None:
         super().__init__(num_users, num_items, neighbours_top_k, batch_users)
         if rank < 0:
             raise ModelError("rank must be >= 0")
-        self.alpha, self.rank, self.power = float(alpha), int(rank), float(power)
-        self.init_kwargs.update(alpha=self.alpha, rank=self.rank, power=self.power)
+        if sharpen < 0:
+            raise ModelError("sharpen must be >= 0")
+        self.alpha, self.rank, self.power, self.sharpen = float(alpha), int(rank), float(power), float(sharpen)
+        self.init_kwargs.update(alpha=self.alpha, rank=self.rank, power=self.power, sharpen=self.sharpen)
+        self.register_buffer("sharp_out", torch.zeros(num_items, 0))
+
+    def _resizable_buffers(self) -> tuple[str, ...]:
+        return (*super()._resizable_buffers(), "sharp_out")
 
     def apply_linear(self, x: Tensor) -> Tensor:
-        return self.graph().propagate(x)
+        graph = self.graph()
+        lin = graph.propagate(x)
+        return lin - self.sharpen * graph.propagate(lin) if self.sharpen else lin
+
+    @torch.no_grad()
+    def fit(self) -> None:
+        self.sharp_out = torch.zeros(self.num_items, 0, device=self.item_degree.device)
+        super().fit()
+        f = super().factors()
+        if self.sharpen and f is not None:
+            q = f[1]
+            self.sharp_out = q - self.sharpen * self.graph().propagate_t(q)
+
+    def factors(self) -> tuple[Tensor, Tensor] | None:
+        r"""In / out factors; with sharpening the out-factors are :math:`(\mathbf{I} - T\tilde{\mathbf{P}})\mathbf{D}_I^{\beta}\mathbf{V}`."""
+        f = super().factors()
+        if f is None or not self.sharpen:
+            return f
+        if self.sharp_out.shape[1] != f[1].shape[1]:
+            raise ModelError("the sharpened factors are missing: fit the model first")
+        return f[0], self.sharp_out
 
     @torch.no_grad()
     def linear_rows(self, items: Tensor) -> Tensor:
-        r"""Rows of :math:`\tilde{\mathbf{R}}^\top\tilde{\mathbf{R}}`: on the CPU one sparse-sparse
-        product of the items' columns of :math:`\tilde{\mathbf{R}}` (much cheaper than filtering
-        one-hot rows); elsewhere the generic dense path."""
+        r"""Rows of the item-item part: on the CPU, rows of :math:`\tilde{\mathbf{P}}` from one
+        sparse-sparse product of the items' columns of :math:`\tilde{\mathbf{R}}` (much cheaper than
+        filtering one-hot rows), then the sharpening step on them; elsewhere the generic dense path."""
         graph = self.graph()
         if graph.device.type != "cpu":
             return super().linear_rows(items)
         rt = graph.norm_t
         m = sp.csr_matrix((rt.values().numpy(), rt.col_indices().numpy(), rt.crow_indices().numpy()), shape=tuple(rt.shape))
         n = sp.csr_matrix(m.T)
-        block = m[items.cpu().numpy()] @ n
-        return torch.from_numpy(np.asarray(block.todense(), dtype=np.float32))
+        block = torch.from_numpy(np.asarray((m[items.cpu().numpy()] @ n).todense(), dtype=np.float32))
+        return block - self.sharpen * graph.propagate(block) if self.sharpen else block

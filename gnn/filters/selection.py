@@ -62,6 +62,8 @@ class SelectionConfig(BaseModel):
     """Low-pass weights tried."""
     ranks: list[int] = Field(default_factory=lambda: [128, 256, 512])
     """Low-pass ranks tried with GF-CF (the Chebyshev filters use the best of them)."""
+    sharpens: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0])
+    """GF-CF sharpening times tried (BSPM's inverse heat step; 0 is plain GF-CF)."""
     orders: list[int] = Field(default_factory=lambda: [2, 4, 8])
     """Chebyshev orders tried (cheapest first)."""
     powers: list[float] = Field(default_factory=lambda: [0.3, 0.5])
@@ -169,16 +171,32 @@ class _Search:
 
     # -- passes ----------------------------------------------------------------------------------------
     def gfcf_pass(self) -> float:
+        """GF-CF over ranks x low-pass weights x sharpening times, from one pass: per block, the
+        linear part, its sharpened copy and each rank's low-rank parts are computed once and combined."""
         combos = [(r, a) for r in self.cfg.ranks if r <= self.basis.shape[1] for a in self.cfg.alphas if a > 0] + [(0, 0.0)]
-        configs = [filter_config("gfcf", alpha=a, rank=r, neighbours_top_k=self.cfg.neighbours_top_k) for r, a in combos]
+        sharpens = sorted(set(self.cfg.sharpens)) or [0.0]
+        configs = [
+            filter_config("gfcf", alpha=a, rank=r, sharpen=t, neighbours_top_k=self.cfg.neighbours_top_k)
+            for t in sharpens for r, a in combos
+        ]
         facs = {r: self.factors(0.5, r) for r, _ in combos if r}
+        sharp = any(sharpens)
+        facs_p = {r: self.graph.propagate_t(q) for r, (_, q) in facs.items()} if sharp else {}
 
         def scores(users: Tensor) -> Iterator[Tensor]:
             h = self.graph.history_rows(users)
-            lin = self.graph.propagate(h.to_dense())
-            low = {r: (h @ p) @ q.t() for r, (p, q) in facs.items()}
-            for r, a in combos:
-                yield lin + a * low[r] if r else lin
+            lin_t = self.graph.propagate_t(h.to_dense().t().contiguous())
+            lin2 = self.graph.propagate_t(lin_t).t() if sharp else None
+            lin = lin_t.t()
+            z = {r: h @ p for r, (p, _) in facs.items()}
+            low = {r: z[r] @ q.t() for r, (_, q) in facs.items()}
+            low2 = {r: z[r] @ qp.t() for r, qp in facs_p.items()}
+            for t in sharpens:
+                for r, a in combos:
+                    s = lin + a * low[r] if r else lin.clone()
+                    if t:
+                        s -= t * (lin2 + a * low2[r] if r else lin2)
+                    yield s
 
         seconds = self.run(configs, scores)
         ranked = [c for c in self.candidates if c["config"]["model"] == "gfcf" and c["config"]["rank"] > 0]

@@ -31,9 +31,16 @@ from .conftest import random_data
 
 SETTINGS = {
     "gfcf": dict(alpha=0.4, rank=6, power=0.5),
+    "gfcf-sharpened": dict(alpha=0.4, rank=6, power=0.5, sharpen=0.8),
     "chebycf": dict(order=5, flatness=1.5, alpha=0.3, rank=6, power=0.3),
     "ease": dict(reg=20.0),
 }
+MODELS = ["gfcf", "gfcf-sharpened", "chebycf", "ease"]
+
+
+def _config(name: str, **settings):
+    """``filter_config`` of a test variant (``gfcf-sharpened`` is GF-CF with the BSPM sharpening step)."""
+    return filter_config(name.removesuffix("-sharpened"), **settings)
 
 
 def _dense(data: InteractionData, part: SplitPart | None = None) -> np.ndarray:
@@ -65,7 +72,7 @@ def reference_scores(model: str, r: np.ndarray, s: dict) -> np.ndarray:
         b = np.eye(r.shape[1]) - inv / np.diag(inv)[None, :]
         return r @ b
     beta = s["power"]
-    if model == "gfcf":
+    if model in ("gfcf", "gfcf-sharpened"):
         lin = r @ p
     else:
         mu, q = np.linalg.eigh(p)
@@ -75,7 +82,7 @@ def reference_scores(model: str, r: np.ndarray, s: dict) -> np.ndarray:
         lin = ((r * _pow(di, -beta)[None, :]) @ (q * resp[None, :]) @ q.T) * _pow(di, beta)[None, :]
     v = _top_subspace(r, s["rank"])
     low = (r * _pow(di, -beta)[None, :]) @ v @ v.T * _pow(di, beta)[None, :]
-    return lin + s["alpha"] * low
+    return (lin + s["alpha"] * low) @ (np.eye(p.shape[0]) - s.get("sharpen", 0.0) * p)
 
 
 @pytest.fixture
@@ -83,9 +90,9 @@ def data() -> InteractionData:
     return random_data(num_users=40, num_items=30, seed=5)
 
 
-@pytest.mark.parametrize("model", ["gfcf", "chebycf", "ease"])
+@pytest.mark.parametrize("model", MODELS)
 def test_exact_scores_equal_dense_reference(data: InteractionData, model: str) -> None:
-    net = fit_filter(filter_config(model, neighbours_top_k=None, **SETTINGS[model]), data, device="cpu")
+    net = fit_filter(_config(model, neighbours_top_k=None, **SETTINGS[model]), data, device="cpu")
     got = net.scorer()(torch.arange(data.num_users)).numpy()
     r = _dense(data)
     expected = reference_scores(model, r, SETTINGS[model])
@@ -115,10 +122,10 @@ def test_chebyshev_interpolates_the_target_at_its_nodes() -> None:
     torch.testing.assert_close(chebyshev_coefficients(3, 1.0), torch.tensor([0.5, -0.5, 0.0, 0.0], dtype=torch.float64), atol=1e-12, rtol=0)
 
 
-@pytest.mark.parametrize("model", ["gfcf", "chebycf", "ease"])
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("top_k", [1, 4])
 def test_live_form_equals_the_truncated_scorer(data: InteractionData, model: str, top_k: int) -> None:
-    net = fit_filter(filter_config(model, neighbours_top_k=top_k, **SETTINGS[model]), data, device="cpu")
+    net = fit_filter(_config(model, neighbours_top_k=top_k, **SETTINGS[model]), data, device="cpu")
     assert net.truncated
     live = net.live_form(top_k)
     assert live.top_k <= top_k and live.neighbours.diagonal().sum() == 0
@@ -128,9 +135,9 @@ def test_live_form_equals_the_truncated_scorer(data: InteractionData, model: str
     np.testing.assert_allclose(live.scores(r), got, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("model", ["gfcf", "chebycf", "ease"])
+@pytest.mark.parametrize("model", MODELS)
 def test_live_form_with_every_neighbour_equals_the_exact_model(data: InteractionData, model: str) -> None:
-    net = fit_filter(filter_config(model, neighbours_top_k=None, **SETTINGS[model]), data, device="cpu")
+    net = fit_filter(_config(model, neighbours_top_k=None, **SETTINGS[model]), data, device="cpu")
     r = _dense(data)
     live = net.live_form(data.num_items)
     exact = net.scorer()(torch.arange(data.num_users)).numpy()
@@ -243,10 +250,10 @@ def test_selection_respects_the_time_budget_and_needs_validation(data: Interacti
         select_filter(empty)
 
 
-@pytest.mark.parametrize("model", ["gfcf", "chebycf", "ease"])
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("top_k", [None, 3])
 def test_checkpoint_roundtrip_keeps_scores_and_live_form(tmp_path: Path, data: InteractionData, model: str, top_k: int | None) -> None:
-    net = fit_filter(filter_config(model, neighbours_top_k=top_k, **SETTINGS[model]), data, device="cpu")
+    net = fit_filter(_config(model, neighbours_top_k=top_k, **SETTINGS[model]), data, device="cpu")
     path = save_checkpoint(tmp_path / model, net, users=data.users, items=data.items, dataset="tiny", snapshot_hash="h", extra={"fitted_on": ["train"]})
     ckpt = load_checkpoint(path)
     users = torch.arange(data.num_users)
