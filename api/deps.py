@@ -221,6 +221,25 @@ class GraphState:
             log.exception("the text model could not be loaded")
             self.text_model, self.text_model_detail = "failed", f"{type(e).__name__}: the text model could not be loaded (see the server log)"
 
+    def warm_serving(self) -> None:
+        """Read the active live model's tables and the catalogue now (start-up), not on the first request.
+
+        Failures (Neo4j unreachable, no model) are logged: requests then read them on first use.
+        """
+        import time
+
+        from graph.serving.planner import warm
+        from graph.serving.store import GraphStore
+
+        t0 = time.perf_counter()
+        try:
+            tag = warm(GraphStore(self.driver, self.dataset, self.database))
+        except GraphrecError as e:
+            log.warning("serving tables not read at start-up (%s); the first request reads them", e)
+            return
+        if tag is not None:
+            log.info("serving tables of %s read in %.1f s", tag, time.perf_counter() - t0)
+
     def forget_user(self, user_id: str) -> None:
         """Drop what this process holds about ``user_id`` after an erasure.
 

@@ -172,6 +172,8 @@ def create_app(settings: Settings | None = None, connection_info: ConnectionInfo
         check_admin_token(s)  # production refuses a missing or weak admin token
         state = GraphState(s, connection_info)
         await run_in_threadpool(_wait_for_neo4j, state, startup_wait_s)
+        if startup_wait_s > 0:
+            await run_in_threadpool(state.warm_serving)  # the live model's tables: read now, not by the first request
         app.state.graph = state
         if s.preload_text_model:
             state.preload_text_model()  # background thread: text requests answer 503 until it is ready

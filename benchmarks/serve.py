@@ -18,6 +18,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -73,6 +74,13 @@ def run_load(fn: Callable[[int], None], n_requests: int, concurrency: int, warmu
     return {**percentiles(lat), "throughput_rps": len(lat) / wall if wall > 0 else 0.0, "errors": float(errors[0]), "n": float(len(lat))}
 
 
+def _wait_for_text_model(client: Any, timeout_s: float = 300.0) -> None:
+    """Wait until ``/v1/health`` no longer reports the text model as loading (it loads in a background thread)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and client.get("/v1/health").json().get("text_model") == "loading":
+        time.sleep(1.0)
+
+
 def _free_port() -> int:
     import socket
 
@@ -93,6 +101,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         users: int = typer.Option(200, "--users", min=1, help="Distinct users sampled for the requests."),
         seed: int = typer.Option(0, "--seed"),
         as_json: bool = typer.Option(False, "--json", help="Print only the JSON result."),
+        out: Path | None = typer.Option(None, "--out", help="Also write the JSON result to this file."),
         query_concurrency: int | None = typer.Option(
             None, "--api-query-concurrency", min=0,
             help="The API's admission limit (GRAPHREC_API_QUERY_CONCURRENCY; default: the setting, 3; 0 = none)."),
@@ -150,7 +159,7 @@ def register_bench(bench_app: typer.Typer) -> None:
                 u = sample[i % len(sample)]
                 if live:
                     served = recommend_live(store, u, k, Filters())
-                    planner_explain(store, served)  # type: ignore[arg-type]
+                    planner_explain(store, served, as_dicts=True)  # type: ignore[arg-type]
                     return
                 if recommend_explained(driver, u, k, Filters(), dataset=ds, database=info.database) is not None:
                     return
@@ -158,7 +167,8 @@ def register_bench(bench_app: typer.Typer) -> None:
                 explain(driver, [x.item_id for x in recs.items], dataset=ds, user_id=u, database=info.database)
 
             results: dict[str, Any] = {"dataset": ds, "model_version": model.version, "k": k, "requests": requests,
-                                       "users": len(sample), "cpu_count": os.cpu_count(), "levels": {}}
+                                       "users": len(sample), "cpu_count": os.cpu_count(), "load_average_start": os.getloadavg(),
+                                       "levels": {}}
             port = _free_port()
             admission = settings.api_query_concurrency if query_concurrency is None else query_concurrency
             results["api_query_concurrency"] = admission
@@ -168,6 +178,7 @@ def register_bench(bench_app: typer.Typer) -> None:
             with background_api("127.0.0.1", port, env=env, quiet=True) as api:
                 limits = httpx.Limits(max_connections=max(levels) + 4, max_keepalive_connections=max(levels) + 4)
                 with httpx.Client(base_url=api.base_url, timeout=30.0, limits=limits) as client:
+                    _wait_for_text_model(client)  # the text model loads in the background: not during the timed runs
 
                     # the timed requests use one keep-alive stdlib connection per client thread: httpx costs the
                     # load generator ~1.7 ms of CPU per request, http.client ~0.3 ms (the same 2 cores serve)
@@ -213,12 +224,17 @@ def register_bench(bench_app: typer.Typer) -> None:
                         }
         for lvl in results["levels"].values():
             lvl["api_overhead_x_p50"] = lvl["api_explain"]["p50_ms"] / max(lvl["cypher_vector_plus_explain"]["p50_ms"], 1e-9)
+        results["load_average"] = os.getloadavg()  # 1, 5 and 15 minutes, at the end
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=2))
         if as_json:
             typer.echo(json.dumps(results, indent=2))
             return
         typer.echo(f"bench serve: dataset {ds}, model {model.version}, k={k}, {requests} requests per level, "
                    f"{len(sample)} users, {os.cpu_count()} CPUs shared with Neo4j and the load generator; "
-                   f"API admission limit {results['api_query_concurrency'] or 'none'} (GRAPHREC_API_QUERY_CONCURRENCY)")
+                   f"API admission limit {results['api_query_concurrency'] or 'none'} (GRAPHREC_API_QUERY_CONCURRENCY); "
+                   f"load average {results['load_average_start'][0]:.2f} at the start, {results['load_average'][0]:.2f} at the end")
         typer.echo("explanations answered by: " + ", ".join(f"{m} ({n} items)" for m, n in sorted(results["explain_methods"].items()))
                    + "  (materialised = CO_LIKED of the active model, see `graphrec publish`; live = liker sets per request; no cache)")
         typer.echo("candidates answered by: " + ", ".join(f"{m} ({n} users)" for m, n in sorted(results["candidate_sources"].items()))

@@ -89,9 +89,8 @@ async def get_recommendations(
     def work() -> Response | Callable[[], tuple[RecommendationList, dict[str, Any]]]:
         store = GraphStore(graph.driver, graph.dataset, graph.database)
         served = recommend_live(store, user_id, k, filters)  # a live model: scored from the user's history as it is now
-        if served is not None:
-            exps = planner_explain(store, served, reasons) if explain_ else {}
-            return _json(response_of(served.recs, exps))
+        if served is not None:  # explanations as plain dicts, serialised once with the answer
+            return response_json(served.recs, planner_explain(store, served, reasons, as_dicts=True) if explain_ else {})
         assemble = fetch_explained(graph.driver, user_id, k, filters, dataset=graph.dataset, database=graph.database,
                                    max_reasons=reasons, as_dicts=True) if explain_ else None
         if assemble is not None:  # one round trip: the user's serving list and the materialised explanations

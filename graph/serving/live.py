@@ -11,8 +11,8 @@ the score of item :math:`i` is the live form of the active publication (:mod:`gn
 A request reads the active model and the user's history in one query, scores every item of the
 publication with its tables (:mod:`graph.serving.tables`: the NEIGHBOUR weights, factors and
 popularity the publication wrote, read once per process), so the top ``k`` is exact, and asks the
-graph which of the best items pass the business filters (only when attribute filters are set) and
-what to show of the top ``k``. Seen items, include and exclude lists are applied to the scores.
+graph which of the best items pass the business filters (only when attribute filters are set). What
+to show of the top ``k`` comes from the loaded catalogue (:mod:`graph.serving.catalogue`). Seen items, include and exclude lists are applied to the scores.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 
 from graph.embeddings import ModelInfo
 from graph.recommend import MAX_K, Filters, RecommendationList, RecommendedItem, mmr
+from graph.serving.catalogue import CATALOGUES
 from graph.serving.filters import filter_params, item_predicate
 from graph.serving.records import LiveScoreParts
 from graph.serving.store import GraphStore
@@ -36,10 +37,12 @@ Q_PLAN = """
 MATCH (d:Dataset {name: $dataset})
 OPTIONAL MATCH (m:ActiveModel {dataset: $dataset})
 OPTIONAL MATCH (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
-RETURN m {.*} AS m, d.gen AS gen, u IS NOT NULL AS user_ok,
+RETURN m {.*} AS m, d.gen AS gen, toString(d.loaded_at) AS loaded_at, u IS NOT NULL AS user_ok,
        CASE WHEN u IS NULL THEN [] ELSE COLLECT { MATCH (u)-[:INTERACTED]->(j:Item) RETURN j.id } END AS history
 """
-"""Round trip 1: the active model, the active generation and the user's history (ids), read together."""
+"""The one round trip of a request: the active model, the active generation (and when it was loaded) and the
+user's history (ids), read together. Everything else a request needs is immutable per publication
+(:mod:`graph.serving.tables`) or per loaded catalogue (:mod:`graph.serving.catalogue`)."""
 
 Q_PASSING = f"""
 MATCH (d:Dataset {{name: $dataset}})
@@ -50,14 +53,6 @@ WHERE {item_predicate("i", check_seen=False)}
 RETURN i.id AS id ORDER BY r
 """
 """Which of ``$ids`` (best first) pass the attribute filters, in the same order."""
-
-Q_DETAILS = """
-MATCH (d:Dataset {name: $dataset})
-UNWIND $ids AS iid
-MATCH (i:Item {dataset: $dataset, gen: d.gen, id: iid})
-RETURN i.id AS id, i.title AS title, i.year AS year, [(i)-[:HAS_GENRE]->(x:Genre) | x.name] AS genres
-"""
-"""What the answer shows of its top ``k``."""
 
 Q_TEXT_ITEMS = """
 MATCH (d:Dataset {name: $dataset})
@@ -80,6 +75,7 @@ class Plan:
     gen: int
     user_ok: bool
     history: list[str] = field(default_factory=list)
+    loaded_at: str | None = None
 
 
 @dataclass
@@ -96,7 +92,7 @@ def plan(store: GraphStore, user_id: str | None) -> Plan:
         return Plan(None, -1, False)
     r = rows[0]
     info = ModelInfo.model_validate(r["m"]) if r["m"] else None
-    return Plan(info, int(r["gen"]), bool(r["user_ok"]), [str(x) for x in r["history"]])
+    return Plan(info, int(r["gen"]), bool(r["user_ok"]), [str(x) for x in r["history"]], r["loaded_at"])
 
 
 def text_items(store: GraphStore, info: ModelInfo, vector: np.ndarray, n: int = TEXT_ANCHORS) -> list[str]:
@@ -113,32 +109,37 @@ def _has_attribute_filters(f: Filters) -> bool:
 
 def live_ranking(
     store: GraphStore, info: ModelInfo, gen: int, history: list[str], k: int, f: Filters, *, user_id: str | None = None,
+    loaded_at: str | None = None,
 ) -> tuple[list[_Scored], bool, int]:
     """The exact top ``k`` of the live form for ``history``; ``(scored best first, exact, items scored)``.
 
     Items in ``history`` are left out when ``f.exclude_seen`` and the history is a user's (``user_id``).
+    ``gen`` and ``loaded_at`` (from :func:`plan`) name the catalogue the items' details come from.
     """
     t = TABLES.get(store, info.tag, gen)
     n = len(t.ids)
     if n == 0:
         raise ModelNotReadyError(f"the active model of {store.dataset!r} covers no item of the active generation; publish again")
     alpha, h = info.alpha or 0.0, len(history)
-    q = t.query_vector(history)
-    lin = t.neighbour_sums(history)
+    hist_rows = t.rows_of(history)
+    q = t.query_vector(history, hist_rows)
+    lin = t.neighbour_sums(history, hist_rows)
     # einsum: one thread (a threaded BLAS product competes with the other requests for the same cores)
-    low = alpha * np.einsum("ij,j->i", t.out_factors, q).astype(np.float64) if q is not None and t.out_factors is not None else np.zeros(n)
+    low = alpha * np.einsum("ij,j->i", t.out_factors, q).astype(np.float64) if q is not None and t.out_factors is not None else None
     # an empty history has no neighbour or low-rank part: it is ranked by popularity alone
     pop_weight = (info.gamma or 0.0) * h if h else 1.0
-    pop = pop_weight * t.popularity.astype(np.float64)
-    scores = lin + low + pop
+    scores = lin + pop_weight * t.popularity64 if pop_weight else lin.copy()
+    if low is not None:
+        scores += low
     eligible = np.ones(n, dtype=bool)
     if f.exclude_seen and user_id is not None:
-        eligible[t.rows_of(history)] = False
+        eligible[hist_rows] = False
     if f.include_ids is not None:
         keep = np.zeros(n, dtype=bool)
         keep[t.rows_of(list(f.include_ids))] = True
         eligible &= keep
-    eligible[t.rows_of(list(f.exclude_ids))] = False
+    if f.exclude_ids:
+        eligible[t.rows_of(list(f.exclude_ids))] = False
     rows = np.flatnonzero(eligible)
     # with MMR diversity, a pool of the best items is re-ranked by relevance and novelty (out-factor cosines)
     pool = k if f.diversity <= 0 or t.out_factors is None else min(MAX_K * 3, k * 4)
@@ -151,7 +152,9 @@ def live_ranking(
         picked = mmr(scores[top_rows], t.out_factors[top_rows].astype(np.float64), k, f.diversity)  # type: ignore[index]
         top_rows = [top_rows[i] for i in picked]
     top_rows = top_rows[:k]
-    out = _with_details(store, [(float(scores[r]), t.ids[r], float(lin[r]), float(low[r]), float(pop[r])) for r in top_rows], h)
+    top = [(float(scores[r]), t.ids[r], float(lin[r]), float(low[r]) if low is not None else 0.0, pop_weight * float(t.popularity64[r]))
+           for r in top_rows]
+    out = _with_details(store, gen, loaded_at, top, h)
     return out, True, n
 
 
@@ -176,11 +179,12 @@ def _passing(store: GraphStore, f: Filters, ranked: list[str], k: int) -> list[s
     return found[:k]
 
 
-def _with_details(store: GraphStore, top: list[tuple[float, str, float, float, float]], h: int) -> list[_Scored]:
+def _with_details(store: GraphStore, gen: int, loaded_at: str | None, top: list[tuple[float, str, float, float, float]],
+                  h: int) -> list[_Scored]:
     ids = [i for _, i, _, _, _ in top]
-    details = {r["id"]: dict(r) for r in store.read(Q_DETAILS, {"ids": ids})} if ids else {}
-    return [
-        _Scored(score, LiveScoreParts(neighbours=lin, low_rank=low, popularity=pop, history_size=h),
+    details = CATALOGUES.get(store, gen, loaded_at).details(store, ids) if ids else {}
+    return [  # built from values of the right types: no validation needed
+        _Scored(score, LiveScoreParts.model_construct(neighbours=lin, low_rank=low, popularity=pop, history_size=h),
                 details.get(i, {"id": i, "title": None, "year": None, "genres": []}))
         for score, i, lin, low, pop in top
     ]
@@ -189,9 +193,9 @@ def _with_details(store: GraphStore, top: list[tuple[float, str, float, float, f
 def to_list(store: GraphStore, info: ModelInfo, scored: list[_Scored], k: int, exact: bool, searched: int, *,
             user_id: str | None = None, item_id: str | None = None) -> RecommendationList:
     """The answer record (the top ``k`` of ``scored``)."""
-    items = [
-        RecommendedItem(item_id=s.row["id"], title=s.row["title"], year=s.row["year"], genres=sorted(s.row["genres"] or []),
-                        score=s.score, rank=pos + 1, score_parts=s.parts)
+    items = [  # values of the right types (tables, catalogue): constructed without validation
+        RecommendedItem.model_construct(item_id=s.row["id"], title=s.row["title"], year=s.row["year"], genres=list(s.row["genres"]),
+                                        score=s.score, rank=pos + 1, score_parts=s.parts)
         for pos, s in enumerate(scored[:k])
     ]
     return RecommendationList(dataset=store.dataset, model_version=info.version, model_tag=info.tag, user_id=user_id, item_id=item_id,
@@ -199,4 +203,4 @@ def to_list(store: GraphStore, info: ModelInfo, scored: list[_Scored], k: int, e
                               history_size=scored[0].parts.history_size if scored else None, candidates="live")
 
 
-__all__ = ["LiveScoreParts", "Plan", "Q_DETAILS", "Q_PASSING", "Q_PLAN", "Q_TEXT_ITEMS", "live_ranking", "plan", "text_items", "to_list"]
+__all__ = ["LiveScoreParts", "Plan", "Q_PASSING", "Q_PLAN", "Q_TEXT_ITEMS", "live_ranking", "plan", "text_items", "to_list"]

@@ -19,8 +19,10 @@ from graph.explain import Explanation
 from graph.explain import explain as explain_embedding
 from graph.recommend import Filters, RecommendationList, validate_filters
 from graph.serving.explain_live import explain_live
-from graph.serving.live import live_ranking, plan, to_list
+from graph.serving.catalogue import CATALOGUES
+from graph.serving.live import Plan, live_ranking, plan, to_list
 from graph.serving.store import GraphStore
+from graph.serving.tables import TABLES
 from graphrec.errors import InvalidArgumentError, ModelNotReadyError, NotFoundError, UnknownItemError, UnknownUserError
 
 Q_ITEMS_EXIST = """
@@ -41,6 +43,7 @@ class Served:
     user_id: str | None = None
     anchors: list[str] | None = None
     gen: int | None = None
+    loaded_at: str | None = None
 
 
 def _check_k(k: int) -> int:
@@ -49,7 +52,13 @@ def _check_k(k: int) -> int:
     return k
 
 
-def _require_items(store: GraphStore, item_ids: Sequence[str]) -> None:
+def _require_items(store: GraphStore, item_ids: Sequence[str], p: Plan | None = None) -> None:
+    """Raise unless every id is an item of the active generation (known to its catalogue, else asked)."""
+    if p is not None:
+        known = CATALOGUES.get(store, p.gen, p.loaded_at).items
+        item_ids = [i for i in item_ids if i not in known]
+        if not item_ids:
+            return
     rows = store.read(Q_ITEMS_EXIST, {"item_ids": list(item_ids)})
     if not rows and item_ids:
         raise NotFoundError(f"dataset {store.dataset!r} is not loaded")
@@ -58,9 +67,9 @@ def _require_items(store: GraphStore, item_ids: Sequence[str]) -> None:
         raise UnknownItemError(f"unknown item(s) in dataset {store.dataset!r}: {', '.join(map(repr, missing[:10]))}")
 
 
-def _live_model(store: GraphStore, user_id: str | None) -> tuple[ModelInfo | None, int, bool, list[str]]:
+def _live_model(store: GraphStore, user_id: str | None) -> tuple[ModelInfo | None, Plan]:
     p = plan(store, user_id)
-    return (p.info if p.info is not None and p.info.kind == "live" else None), p.gen, p.user_ok, p.history
+    return (p.info if p.info is not None and p.info.kind == "live" else None), p
 
 
 def recommend_live(store: GraphStore, user_id: str, k: int = 10, filters: Filters | dict[str, Any] | None = None) -> Served | None:
@@ -71,14 +80,14 @@ def recommend_live(store: GraphStore, user_id: str, k: int = 10, filters: Filter
     """
     _check_k(k)
     f = validate_filters(filters)
-    info, gen, user_ok, history = _live_model(store, user_id)
+    info, p = _live_model(store, user_id)
     if info is None:
         return None
-    if not user_ok:
+    if not p.user_ok:
         raise UnknownUserError(f"unknown user {user_id!r} in dataset {store.dataset!r}")
-    scored, exact, searched = live_ranking(store, info, gen, history, k, f, user_id=user_id)
-    return Served(to_list(store, info, scored, k, exact, searched, user_id=user_id), live=True, history=history, user_id=user_id,
-                  gen=gen)
+    scored, exact, searched = live_ranking(store, info, p.gen, p.history, k, f, user_id=user_id, loaded_at=p.loaded_at)
+    return Served(to_list(store, info, scored, k, exact, searched, user_id=user_id), live=True, history=p.history, user_id=user_id,
+                  gen=p.gen, loaded_at=p.loaded_at)
 
 
 def recommend(store: GraphStore, user_id: str, k: int = 10, filters: Filters | dict[str, Any] | None = None) -> Served:
@@ -99,15 +108,15 @@ def similar_items(store: GraphStore, item_id: str, k: int = 10, filters: Filters
     """Items for someone whose whole history is ``item_id`` (live), or nearest by embedding."""
     _check_k(k)
     f = validate_filters(filters)
-    info, gen, _, _ = _live_model(store, None)
+    info, p = _live_model(store, None)
     if info is None:
         recs = embedding.similar_items(store.driver, item_id, k, f, dataset=store.dataset, database=store.database)
         return Served(recs, live=False, anchors=[item_id])
-    _require_items(store, [item_id])
+    _require_items(store, [item_id], p)
     f = f.model_copy(update={"exclude_seen": False, "exclude_ids": [*f.exclude_ids, item_id]})
-    scored, exact, searched = live_ranking(store, info, gen, [item_id], k, f)
+    scored, exact, searched = live_ranking(store, info, p.gen, [item_id], k, f, loaded_at=p.loaded_at)
     return Served(to_list(store, info, scored, k, exact, searched, item_id=item_id), live=True, history=[item_id], anchors=[item_id],
-                  gen=gen)
+                  gen=p.gen, loaded_at=p.loaded_at)
 
 
 def recommend_cold_start(
@@ -125,21 +134,33 @@ def recommend_cold_start(
     if not liked and not (text and text.strip()):
         raise InvalidArgumentError("give liked_item_ids and/or text")
     f = validate_filters(filters)
-    info, gen, _, _ = _live_model(store, None)
+    info, p = _live_model(store, None)
     if info is None:
         recs = embedding.recommend_cold_start(store.driver, liked, text, k, f, dataset=store.dataset, database=store.database,
                                               **embedding_kwargs)
         return Served(recs, live=False, anchors=liked or None)
     if liked:
-        _require_items(store, liked)
+        _require_items(store, liked, p)
     history = list(liked)
     if text and text.strip():
         if text_items is None:
             raise ModelNotReadyError("free-text cold start needs the text model, which is not available")
         history += [i for i in text_items(text) if i not in history]
     f = f.model_copy(update={"exclude_seen": False, "exclude_ids": list(dict.fromkeys([*f.exclude_ids, *liked]))})
-    scored, exact, searched = live_ranking(store, info, gen, history, k, f)
-    return Served(to_list(store, info, scored, k, exact, searched), live=True, history=history, anchors=liked or None, gen=gen)
+    scored, exact, searched = live_ranking(store, info, p.gen, history, k, f, loaded_at=p.loaded_at)
+    return Served(to_list(store, info, scored, k, exact, searched), live=True, history=history, anchors=liked or None, gen=p.gen,
+                  loaded_at=p.loaded_at)
+
+
+def warm(store: GraphStore) -> str | None:
+    """Read what requests to the active live model need and keep it in the process (its tables and the
+    catalogue), so that the first request does not; returns the model's tag (``None``: no live model)."""
+    info, p = _live_model(store, None)
+    if info is None:
+        return None
+    TABLES.get(store, info.tag, p.gen)
+    CATALOGUES.get(store, p.gen, p.loaded_at)
+    return info.tag
 
 
 def explain_item_live(store: GraphStore, user_id: str, item_id: str, max_reasons: int = 3) -> Explanation | None:
@@ -156,14 +177,16 @@ def explain_item_live(store: GraphStore, user_id: str, item_id: str, max_reasons
     return explain(store, served, max_reasons).get(item_id)
 
 
-def explain(store: GraphStore, served: Served, max_reasons: int = 3) -> dict[str, Explanation]:
-    """Explanations that fit how ``served`` was made."""
+def explain(store: GraphStore, served: Served, max_reasons: int = 3, *, as_dicts: bool = False) -> dict[str, Any]:
+    """Explanations that fit how ``served`` was made (:class:`Explanation` models; with ``as_dicts``, for a
+    live answer, the same as plain dicts in the models' field order, ready to serialise)."""
     if not served.recs.items:
         return {}
     if served.live:
-        return explain_live(store, served.recs, served.history, user_id=served.user_id, max_reasons=max_reasons, gen=served.gen)
+        return explain_live(store, served.recs, served.history, user_id=served.user_id, max_reasons=max_reasons, gen=served.gen,
+                            loaded_at=served.loaded_at, as_dicts=as_dicts)
     return explain_embedding(store.driver, [i.item_id for i in served.recs.items], dataset=store.dataset, user_id=served.user_id,
                              anchor_item_ids=served.anchors, max_reasons=max_reasons, database=store.database)
 
 
-__all__ = ["Served", "explain", "explain_item_live", "recommend", "recommend_cold_start", "recommend_live", "similar_items"]
+__all__ = ["Served", "explain", "explain_item_live", "recommend", "recommend_cold_start", "recommend_live", "similar_items", "warm"]

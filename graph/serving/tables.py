@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from itertools import repeat
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,32 +57,47 @@ class LiveTables:
     pop_order: list[str] = field(default_factory=list)
     id_rank: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     """Position of each row's id in sorted id order (ties in a ranking break by id)."""
+    incoming: sp.csr_matrix = field(default_factory=lambda: sp.csr_matrix((0, 0), dtype=np.float32))
+    """``W^T``: row ``i`` holds the NEIGHBOUR weights into item ``i`` (the explanations' anchors)."""
+    popularity64: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    """``popularity`` in float64 (what scores add up in)."""
+    weights64: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    """The NEIGHBOUR weights (``neighbours.data``) in float64."""
 
     def __post_init__(self) -> None:
         if len(self.id_rank) != len(self.ids):
             self.id_rank = np.empty(len(self.ids), np.int64)
             self.id_rank[np.argsort(np.asarray(self.ids, dtype=str), kind="stable")] = np.arange(len(self.ids))
+        if self.incoming.shape != self.neighbours.shape[::-1]:
+            self.incoming = self.neighbours.T.tocsr()
+        self.popularity64 = self.popularity.astype(np.float64)
+        self.weights64 = self.neighbours.data.astype(np.float64)
 
     def rows_of(self, ids: list[str]) -> np.ndarray:
         """Table rows of ``ids`` that the tables know (unknown ids are skipped)."""
-        return np.array([self.row[i] for i in ids if i in self.row], dtype=np.int64)
+        rows = np.fromiter(map(self.row.get, ids, repeat(-1)), dtype=np.int64, count=len(ids))
+        return rows[rows >= 0]
 
-    def query_vector(self, history: list[str]) -> np.ndarray | None:
-        """Sum of the history items' in-factors (``None`` without a low-rank part)."""
+    def query_vector(self, history: list[str], rows: np.ndarray | None = None) -> np.ndarray | None:
+        """Sum of the history items' in-factors (``None`` without a low-rank part); ``rows``: the
+        history's :meth:`rows_of` when the caller has them."""
         if self.in_factors is None:
             return None
-        rows = self.rows_of(history)
+        rows = self.rows_of(history) if rows is None else rows
         if not len(rows):
             return np.zeros(self.in_factors.shape[1], np.float32)
         return self.in_factors[rows].sum(axis=0, dtype=np.float64).astype(np.float32)
 
-    def neighbour_sums(self, history: list[str]) -> np.ndarray:
-        """``h W``: the sum of the NEIGHBOUR weights from the history to every item (dense, by row)."""
-        rows = self.rows_of(history)
-        out = np.zeros(len(self.ids), np.float64)
-        if len(rows) and self.neighbours.nnz:
-            out += np.asarray(self.neighbours[rows].sum(axis=0), dtype=np.float64).reshape(-1)
-        return out
+    def neighbour_sums(self, history: list[str], rows: np.ndarray | None = None) -> np.ndarray:
+        """``h W``: the sum of the NEIGHBOUR weights from the history to every item (dense, by row);
+        ``rows``: the history's :meth:`rows_of` when the caller has them."""
+        rows = self.rows_of(history) if rows is None else rows
+        n = len(self.ids)
+        if not len(rows) or not self.neighbours.nnz:
+            return np.zeros(n, np.float64)
+        w = self.neighbours
+        at = csr_slices(w.indptr, rows)  # the history rows' entries, summed by column
+        return np.bincount(w.indices[at], weights=self.weights64[at], minlength=n)
 
     def dots(self, q: np.ndarray | None, ids: list[str]) -> np.ndarray:
         """``q . out_i`` for ``ids`` (0 for items without factors)."""
@@ -96,6 +112,13 @@ class LiveTables:
     def pops(self, ids: list[str]) -> np.ndarray:
         """Popularity of ``ids`` (0 for unknown items)."""
         return np.array([self.popularity[self.row[i]] if i in self.row else 0.0 for i in ids], dtype=np.float64)
+
+
+def csr_slices(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Positions in a CSR matrix's ``indices``/``data`` of the entries of ``rows``, row after row."""
+    starts = indptr[rows].astype(np.int64)
+    lens = indptr[rows + 1].astype(np.int64) - starts
+    return np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
 
 
 class TableCache:
