@@ -37,7 +37,7 @@ class LiveFitConfig(BaseModel):
 
     filter: dict[str, Any] | None = Field(None, description="A fixed filter config (gnn.filters.config); None: chosen on validation.")
     select_budget_s: float = Field(120.0, gt=0, description="Time budget of the filter selection on validation.")
-    neighbours_top_k: int = Field(50, gt=0, description="Filter neighbours kept per item (NEIGHBOUR relationships).")
+    neighbours_top_k: int = Field(100, gt=0, description="Filter neighbours kept per item (NEIGHBOUR relationships).")
     text_top_k: int = Field(20, ge=0, description="Text neighbours per item (0: no content term).")
     use_text: bool = Field(True, description="Fuse BERT text neighbours when the items have text.")
     grid: FusionGrid = Field(default_factory=FusionGrid)

@@ -16,7 +16,7 @@ import typer
 
 
 def run_fit(snapshot_dir: Path, out: Path, *, select_budget_s: float = 120.0, model: str | None = None, text: bool = True,
-            neighbours_top_k: int = 50, quiet: bool = False) -> dict[str, Any]:
+            neighbours_top_k: int = 100, quiet: bool = False) -> dict[str, Any]:
     """Fit the default live model from a snapshot folder (the library call behind ``graphrec fit``)."""
     from gnn.live_pipeline import LiveFitConfig, fit_live
     from graphrec.settings import get_settings
@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
                                           "settings instead of choosing one on validation."),
         select_budget_s: float = typer.Option(120.0, "--select-budget", min=1.0, help="Seconds for choosing the filter on validation."),
         text: bool = typer.Option(True, "--text/--no-text", help="Fuse BERT text neighbours when items have text."),
-        neighbours_top_k: int = typer.Option(50, "--neighbours", min=1, help="Filter neighbours stored per item."),
+        neighbours_top_k: int = typer.Option(100, "--neighbours", min=1, help="Filter neighbours stored per item."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Fit the default live model: choose on validation, report test, refit on every interaction for serving."""

@@ -62,8 +62,12 @@ class SelectionConfig(BaseModel):
     """Low-pass weights tried."""
     ranks: list[int] = Field(default_factory=lambda: [128, 256, 512])
     """Low-pass ranks tried with GF-CF (the Chebyshev filters use the best of them)."""
-    sharpens: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0])
-    """GF-CF sharpening times tried (BSPM's inverse heat step; 0 is plain GF-CF)."""
+    sharpens: list[float] | None = None
+    """GF-CF sharpening times tried (BSPM's inverse heat step; 0 is plain GF-CF). ``None``: 0, 0.5 and 1
+    when the chosen model scores with its exact item-item part (``neighbours_top_k`` ``None``), only 0
+    when it is cut to ``neighbours_top_k`` neighbours: the search scores exact filters, and the
+    sharpening's negative item-item weights are what the cut drops (on Gowalla its validation gain
+    vanished at 100 neighbours per item)."""
     orders: list[int] = Field(default_factory=lambda: [2, 4, 8])
     """Chebyshev orders tried (cheapest first)."""
     powers: list[float] = Field(default_factory=lambda: [0.3, 0.5])
@@ -78,6 +82,13 @@ class SelectionConfig(BaseModel):
     """``neighbours_top_k`` of the chosen model (the search scores the exact filters)."""
     batch_users: int = Field(1024, gt=0)
     """Users per scoring block during the search."""
+
+
+    def sharpen_grid(self) -> list[float]:
+        """The sharpening times to try (see :attr:`sharpens`)."""
+        if self.sharpens is not None:
+            return list(self.sharpens)
+        return [0.0, 0.5, 1.0] if self.neighbours_top_k is None else [0.0]
 
 
 @dataclass
@@ -174,7 +185,7 @@ class _Search:
         """GF-CF over ranks x low-pass weights x sharpening times, from one pass: per block, the
         linear part, its sharpened copy and each rank's low-rank parts are computed once and combined."""
         combos = [(r, a) for r in self.cfg.ranks if r <= self.basis.shape[1] for a in self.cfg.alphas if a > 0] + [(0, 0.0)]
-        sharpens = sorted(set(self.cfg.sharpens)) or [0.0]
+        sharpens = sorted(set(self.cfg.sharpen_grid())) or [0.0]
         configs = [
             filter_config("gfcf", alpha=a, rank=r, sharpen=t, neighbours_top_k=self.cfg.neighbours_top_k)
             for t in sharpens for r, a in combos

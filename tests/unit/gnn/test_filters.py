@@ -241,6 +241,18 @@ def test_selection_scores_match_the_evaluator(data: InteractionData) -> None:
     assert two[0] == two[1] and two[0]["ndcg@20"] == pytest.approx(ev["ndcg@20"], abs=1e-9)
 
 
+def test_selection_scores_sharpened_candidates_like_the_model(data: InteractionData) -> None:
+    exact = SelectionConfig(models=["gfcf"], ranks=[5], alphas=[0.3], neighbours_top_k=None)
+    assert exact.sharpen_grid() == [0.0, 0.5, 1.0] and SelectionConfig().sharpen_grid() == [0.0]
+    sel = select_filter(data, exact, device="cpu")
+    assert {c["config"]["sharpen"] for c in sel.candidates} == {0.0, 0.5, 1.0}
+    cand = next(c for c in sel.candidates if c["config"]["sharpen"] == 1.0 and c["config"]["alpha"] == 0.3)
+    net = fit_filter(filter_config("gfcf", rank=5, alpha=0.3, sharpen=1.0, neighbours_top_k=None), data, device="cpu")
+    ev = Evaluator(data, "val", ks=[20], device="cpu").evaluate(net)
+    assert cand["ndcg@20"] == pytest.approx(ev["ndcg@20"], abs=1e-6)
+    assert cand["recall@20"] == pytest.approx(ev["recall@20"], abs=1e-6)
+
+
 def test_selection_respects_the_time_budget_and_needs_validation(data: InteractionData) -> None:
     sel = select_filter(data, SelectionConfig(time_budget_s=1e-6, ranks=[4], orders=[2]), device="cpu")
     assert {c["config"]["model"] for c in sel.candidates} == {"gfcf"}
