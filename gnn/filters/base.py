@@ -195,10 +195,12 @@ class GraphFilter(Recommender):
             rows = torch.repeat_interleave(torch.arange(users.numel(), device=h.device), h.crow_indices().diff())
             out = rows_times_sparse(rows, h.col_indices(), users.numel(), self.nb_indptr, self.nb_indices, self.nb_values, self.num_items)
         else:
-            out = self.apply_linear(h.to_dense())
+            # row-major before adding the low-rank part and before the caller's top-k: both are
+            # several times slower on the transposed layout the sparse products leave behind
+            out = self.apply_linear(h.to_dense()).contiguous()
         f = self.factors()
         if f is not None:
-            out = out + self.alpha * ((h @ f[0]) @ f[1].t())
+            out.addmm_(h @ f[0], f[1].t(), alpha=self.alpha)
         return out
 
     def scorer(self) -> Scorer:
