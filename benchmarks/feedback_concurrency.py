@@ -12,8 +12,9 @@ the loopback), over the loaded graph of ``--dataset``. The writes are drawn with
 
 Every pair's distinct writes come from one writer with growing timestamps, so the stored rating of
 every pair is known: afterwards the graph is checked for exactly one relationship per pair holding
-its newest write, exactly one node per new user, and a fresh co-like marker. The run stops by itself
-(``--max-seconds``). The graph keeps what the benchmark wrote: run it on a copy of the graph.
+its newest write, exactly one node per new user, and a fresh co-like marker. Sending starts once the
+API is warm (``/v1/health`` answers and its text model is no longer loading in the background). The
+run stops by itself (``--max-seconds``). The graph keeps what the benchmark wrote: run it on a copy of the graph.
 """
 
 from __future__ import annotations
@@ -132,6 +133,29 @@ def _post(conn_box: list[http.client.HTTPConnection | None], host: str, port: in
     raise AssertionError("unreachable")
 
 
+def wait_until_warm(base_url: str, max_seconds: float) -> float:
+    """Wait until ``/v1/health`` answers and the API's text model has stopped loading in the background
+    (a start-up cost that would otherwise share the CPUs with the first seconds of the run); returns the
+    seconds waited."""
+    u = urlparse(base_url)
+    t0 = time.monotonic()
+    while True:
+        conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=10)
+        try:
+            conn.request("GET", "/v1/health")
+            r = conn.getresponse()
+            body = json.loads(r.read() or b"{}")
+            if r.status == 200 and body.get("text_model") != "loading":
+                return time.monotonic() - t0
+        except (http.client.HTTPException, OSError, ValueError):
+            pass
+        finally:
+            conn.close()
+        if time.monotonic() - t0 > max_seconds:
+            raise typer.BadParameter(f"the API at {base_url} was not ready after {max_seconds:.0f} s")
+        time.sleep(0.5)
+
+
 def send_all(base_url: str, lists: list[list[dict[str, Any]]], max_seconds: float) -> tuple[list[dict[str, Any]], float, int]:
     """Run one thread per list; returns the samples, the wall time and the requests left unsent at the deadline."""
     u = urlparse(base_url)
@@ -217,12 +241,16 @@ def register_bench(bench_app: typer.Typer) -> None:
             lists, expected, fresh = plan_writes(users, items, writes=writes, writers=writers, new_users=new_users, seed=seed,
                                                  run=run, ts0=max(int(time.time()), int(max_ts or 0) + 1))
             if url:
+                warm_s = wait_until_warm(url, 300.0)
+                load_before = list(os.getloadavg())
                 samples, wall, unsent = send_all(url, lists, max_seconds)
             else:
                 from api.cli.background_api import background_api
 
                 env = {**os.environ, "GRAPHREC_DATASET": ds}
                 with background_api("127.0.0.1", _free_port(), env=env, quiet=True) as api:
+                    warm_s = wait_until_warm(api.base_url, 300.0)
+                    load_before = list(os.getloadavg())
                     samples, wall, unsent = send_all(api.base_url, lists, max_seconds)
             # what the graph holds afterwards
             pairs = [[u, i] for u, i in expected]
@@ -255,7 +283,8 @@ def register_bench(bench_app: typer.Typer) -> None:
         results: dict[str, Any] = {
             "benchmark": "feedback-concurrent", "dataset": ds, "run": run, "url": url or "started here (127.0.0.1)", "seed": seed,
             "writers": writers, "writes_planned": sum(len(x) for x in lists), "writes_sent": len(samples), "unsent_at_deadline": unsent,
-            "cpu_count": os.cpu_count(), "load_average_after": list(os.getloadavg()), "wall_s": wall,
+            "cpu_count": os.cpu_count(), "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
+            "api_warm_wait_s": warm_s, "wall_s": wall,
             "writes_per_s": len(samples) / wall if wall > 0 else float("nan"),
             "non_2xx": len(samples) - len(ok), "statuses": statuses, "latency": percentiles([s["s"] for s in samples]),
             "by_kind": by_kind, "graph": graph_check,
@@ -265,8 +294,8 @@ def register_bench(bench_app: typer.Typer) -> None:
         out.write_text(json.dumps(results, indent=2) + "\n")
         lat = results["latency"]
         typer.echo(f"bench feedback-concurrent: dataset {ds}, {writers} writers, {len(samples)} of {results['writes_planned']} writes sent "
-                   f"in {wall:.1f} s ({os.cpu_count()} CPUs shared by the API, Neo4j and this client; load average after "
-                   f"{results['load_average_after'][0]:.1f})")
+                   f"in {wall:.1f} s ({os.cpu_count()} CPUs shared by the API, Neo4j and this client; load average before "
+                   f"{load_before[0]:.1f}, after {results['load_average_after'][0]:.1f})")
         typer.echo(f"non-2xx: {results['non_2xx']} {statuses}; {results['writes_per_s']:.1f} writes/s; latency p50 {lat['p50_ms']:.1f} ms, "
                    f"p95 {lat['p95_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms")
         for k in KINDS:
