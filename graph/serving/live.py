@@ -131,23 +131,31 @@ def live_ranking(
     scores = lin + pop_weight * t.popularity64 if pop_weight else lin.copy()
     if low is not None:
         scores += low
-    eligible = np.ones(n, dtype=bool)
-    if f.exclude_seen and user_id is not None:
-        eligible[hist_rows] = False
-    if f.include_ids is not None:
-        keep = np.zeros(n, dtype=bool)
-        keep[t.rows_of(list(f.include_ids))] = True
-        eligible &= keep
-    if f.exclude_ids:
-        eligible[t.rows_of(list(f.exclude_ids))] = False
-    rows = np.flatnonzero(eligible)
     # with MMR diversity, a pool of the best items is re-ranked by relevance and novelty (out-factor cosines)
     pool = k if f.diversity <= 0 or t.out_factors is None else min(MAX_K * 3, k * 4)
-    if _has_attribute_filters(f):
-        order = rows[np.lexsort((t.id_rank[rows], -scores[rows]))]
-        top_rows = [t.row[i] for i in _passing(store, f, [t.ids[r] for r in order], pool)]
+    if f.include_ids is None and not _has_attribute_filters(f):  # the common request: few whole-catalogue passes
+        neg = -scores
+        if f.exclude_seen and user_id is not None:
+            neg[hist_rows] = np.inf
+        if f.exclude_ids:
+            neg[t.rows_of(list(f.exclude_ids))] = np.inf
+        top_rows = _top_of(neg, t.id_rank, pool)
     else:
-        top_rows = _top_rows(scores, rows, t.id_rank, pool)
+        eligible = np.ones(n, dtype=bool)
+        if f.exclude_seen and user_id is not None:
+            eligible[hist_rows] = False
+        if f.include_ids is not None:
+            keep = np.zeros(n, dtype=bool)
+            keep[t.rows_of(list(f.include_ids))] = True
+            eligible &= keep
+        if f.exclude_ids:
+            eligible[t.rows_of(list(f.exclude_ids))] = False
+        rows = np.flatnonzero(eligible)
+        if _has_attribute_filters(f):
+            order = rows[np.lexsort((t.id_rank[rows], -scores[rows]))]
+            top_rows = [t.row[i] for i in _passing(store, f, [t.ids[r] for r in order], pool)]
+        else:
+            top_rows = _top_rows(scores, rows, t.id_rank, pool)
     if pool > k and len(top_rows) > 1:
         picked = mmr(scores[top_rows], t.out_factors[top_rows].astype(np.float64), k, f.diversity)  # type: ignore[index]
         top_rows = [top_rows[i] for i in picked]
@@ -164,6 +172,18 @@ def _top_rows(scores: np.ndarray, rows: np.ndarray, id_rank: np.ndarray, k: int)
         kth = np.partition(-scores[rows], k - 1)[k - 1]
         rows = rows[-scores[rows] <= kth]
     return rows[np.lexsort((id_rank[rows], -scores[rows]))][:k].tolist()
+
+
+def _top_of(neg: np.ndarray, id_rank: np.ndarray, k: int) -> list[int]:
+    """The ``k`` rows with the lowest ``neg`` (minus the score; ``inf``: not eligible), ties broken by id
+    (everything tied with the k-th is sorted); the same answer as :func:`_top_rows` over the eligible rows."""
+    if len(neg) > k:
+        kth = np.partition(neg, k - 1)[k - 1]
+        rows = np.flatnonzero(neg <= kth)
+    else:
+        rows = np.arange(len(neg))
+    rows = rows[np.isfinite(neg[rows])]
+    return rows[np.lexsort((id_rank[rows], neg[rows]))][:k].tolist()
 
 
 def _passing(store: GraphStore, f: Filters, ranked: list[str], k: int) -> list[str]:

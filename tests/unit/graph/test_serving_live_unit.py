@@ -142,3 +142,18 @@ def test_the_live_answer_json_equals_the_validated_models_json(fresh_caches: Non
     reason = body["items"][0]["explanation"]["reasons"][0]
     assert reason["kind"] == "neighbour" and [n["label"] for n in reason["nodes"]] == ["User", "Item", "Item"]
     assert reason["rels"][-1]["properties"]["tag"] == "t" and reason["rels"][-1]["properties"]["w"] > 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_top_of_equals_the_eligible_rows_top_k(seed: int) -> None:
+    from graph.serving.live import _top_of, _top_rows
+
+    rng = np.random.default_rng(seed)
+    scores = np.round(rng.normal(size=N), 1)  # ties
+    id_rank = rng.permutation(N)
+    for k in (1, 5, 10, N, N + 3):
+        for out in (rng.choice(N, size=rng.integers(0, N), replace=False) for _ in range(10)):
+            neg = -scores
+            neg[out] = np.inf
+            rows = np.setdiff1d(np.arange(N), out)
+            assert _top_of(neg, id_rank, k) == _top_rows(scores, rows, id_rank, k)
