@@ -22,7 +22,9 @@ OPTIONAL MATCH (d:Dataset {name: $dataset})
 OPTIONAL MATCH (m:ActiveModel {dataset: $dataset})
 CALL (d, m) {
   OPTIONAL MATCH (i:Item {dataset: $dataset, gen: d.gen})
-  RETURN count(i) AS items, count(CASE WHEN m IS NOT NULL AND i[m.item_prop] IS NOT NULL THEN i END) AS covered
+  // a live model may have no factors (EASE: neighbours only); every item it knows has its popularity value
+  WITH i, CASE WHEN m.kind = 'live' THEN m.pop_prop ELSE m.item_prop END AS prop
+  RETURN count(i) AS items, count(CASE WHEN prop IS NOT NULL AND i[prop] IS NOT NULL THEN i END) AS covered
 }
 RETURN d.gen AS gen, d.loading_gen AS loading_gen, m.version AS version, m.tag AS tag, m.published_at AS published_at,
        m.gen AS model_gen, items, covered
@@ -42,7 +44,8 @@ class ServingHealth(BaseModel):
     model_generation: int | None = Field(None, description="Generation the model's vectors are on.")
     items: int = 0
     items_with_vector: int = 0
-    coverage: float | None = Field(None, description="Share of the active generation's items with a model vector.")
+    coverage: float | None = Field(None, description="Share of the active generation's items the active model knows (a model vector; "
+                                                      "for a live model, its stored values).")
 
 
 def serving_health(driver: neo4j.Driver, dataset: str, database: str = "neo4j", min_coverage: float = DEFAULT_MIN_COVERAGE) -> ServingHealth:

@@ -232,3 +232,21 @@ def test_one_item_explained_and_drawn(live: dict[str, Any]) -> None:
     assert explanation_png(exp, "u6")[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(UnknownItemError):
         explain_item_live(store, "u6", "no-such-item")
+
+
+def test_health_counts_items_of_a_live_model_without_factors(live: dict[str, Any]) -> None:
+    """EASE-style live models store neighbours and popularity but no factors: health must still see every item."""
+    from gnn.live import LiveForm
+    from graph.health import serving_health
+
+    store, ck = live["store"], live["ck"]
+    form = ck.form
+    bare = LiveForm(neighbours=form.neighbours, popularity=form.popularity, gamma=form.gamma)
+    try:
+        report = publish_live(store, bare, ck.item_ids, version="bare-ease-like", checkpoint="-", grace_s=0)
+        assert report.items_with_factors == 0
+        h = serving_health(store.driver, DS, live["db"])
+        assert h.status == "ok" and h.coverage == 1.0 and h.items_with_vector == N_ITEMS, h
+    finally:
+        TABLES.clear()
+        publish_live(store, ck.form, ck.item_ids, version=ck.meta.version + "-again", checkpoint="-", grace_s=0)
