@@ -352,7 +352,7 @@ def _params(dataset: str, f: Filters, limit: int, fetch: int, with_vectors: bool
     }
 
 
-def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, diversity: float) -> list[int]:
+def mmr(relevance: np.ndarray, vectors: np.ndarray | None, k: int, diversity: float, *, similarity: np.ndarray | None = None) -> list[int]:
     """Maximal marginal relevance re-ranking (Carbonell & Goldstein, 1998).
 
     .. math::
@@ -360,9 +360,11 @@ def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, diversity: float) ->
 
     Args:
         relevance (np.ndarray): Scores of the candidates, shape ``[n]`` (min-max normalised inside).
-        vectors (np.ndarray): Candidate vectors, shape ``[n, d]``.
+        vectors (np.ndarray): Candidate vectors, shape ``[n, d]`` (ignored when ``similarity`` is given).
         k (int): How many to select.
         diversity (float): :math:`\\lambda` in ``[0, 1]``.
+        similarity (np.ndarray, optional): The candidates' pairwise cosines ``[n, n]``, used instead of
+            the vectors' cosines.
 
     Returns:
         Indices of the selected candidates in selection order.
@@ -373,9 +375,12 @@ def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, diversity: float) ->
     rel = np.asarray(relevance, dtype=np.float64)
     span = rel.max() - rel.min()
     rel = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
-    v = np.asarray(vectors, dtype=np.float64)
-    v = v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)
-    sim = v @ v.T
+    if similarity is not None:
+        sim = np.asarray(similarity, dtype=np.float64)
+    else:
+        v = np.asarray(vectors, dtype=np.float64)
+        v = v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)
+        sim = v @ v.T
     selected: list[int] = []
     max_sim = np.full(n, -np.inf)
     remaining = np.ones(n, dtype=bool)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
 from graph.embeddings import ModelInfo
 from graph.recommend import MAX_K, Filters, RecommendationList, RecommendedItem, mmr
@@ -131,8 +132,9 @@ def live_ranking(
     scores = lin + pop_weight * t.popularity64 if pop_weight else lin.copy()
     if low is not None:
         scores += low
-    # with MMR diversity, a pool of the best items is re-ranked by relevance and novelty (out-factor cosines)
-    pool = k if f.diversity <= 0 or t.out_factors is None else min(MAX_K * 3, k * 4)
+    # with MMR diversity, a pool of the best items is re-ranked by relevance and novelty (out-factor cosines;
+    # without factors, the cosines of the items' neighbour rows)
+    pool = k if f.diversity <= 0 or (t.out_factors is None and not t.neighbours.nnz) else min(MAX_K * 3, k * 4)
     if f.include_ids is None and not _has_attribute_filters(f):  # the common request: few whole-catalogue passes
         neg = -scores
         if f.exclude_seen and user_id is not None:
@@ -157,13 +159,26 @@ def live_ranking(
         else:
             top_rows = _top_rows(scores, rows, t.id_rank, pool)
     if pool > k and len(top_rows) > 1:
-        picked = mmr(scores[top_rows], t.out_factors[top_rows].astype(np.float64), k, f.diversity)  # type: ignore[index]
+        if t.out_factors is not None:
+            picked = mmr(scores[top_rows], t.out_factors[top_rows].astype(np.float64), k, f.diversity)
+        else:
+            picked = mmr(scores[top_rows], None, k, f.diversity, similarity=neighbour_cosines(t.neighbours, top_rows))
         top_rows = [top_rows[i] for i in picked]
     top_rows = top_rows[:k]
     top = [(float(scores[r]), t.ids[r], float(lin[r]), float(low[r]) if low is not None else 0.0, pop_weight * float(t.popularity64[r]))
            for r in top_rows]
     out = _with_details(store, gen, loaded_at, top, h)
     return out, True, n
+
+
+def neighbour_cosines(neighbours: sp.csr_matrix, rows: list[int]) -> np.ndarray:
+    """Pairwise cosines of the given items' neighbour rows, each with the item itself added (weight 1),
+    so two items are alike when they vote for the same items or for each other. Dense ``(n, n)``."""
+    w = sp.csr_matrix(neighbours[rows], dtype=np.float64)
+    w = w + sp.csr_matrix((np.ones(len(rows)), (np.arange(len(rows)), rows)), shape=w.shape)
+    norms = np.sqrt(np.asarray(w.multiply(w).sum(axis=1)).ravel())
+    w = sp.diags(1.0 / np.clip(norms, 1e-12, None)) @ w
+    return np.asarray((w @ w.T).todense())
 
 
 def _top_rows(scores: np.ndarray, rows: np.ndarray, id_rank: np.ndarray, k: int) -> list[int]:

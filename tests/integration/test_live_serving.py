@@ -234,8 +234,8 @@ def test_one_item_explained_and_drawn(live: dict[str, Any]) -> None:
         explain_item_live(store, "u6", "no-such-item")
 
 
-def test_health_counts_items_of_a_live_model_without_factors(live: dict[str, Any]) -> None:
-    """EASE-style live models store neighbours and popularity but no factors: health must still see every item."""
+def test_live_model_without_factors_is_healthy_and_diversifies(live: dict[str, Any]) -> None:
+    """EASE-style live models store neighbours and popularity but no factors: health still sees every item and diversity still re-ranks."""
     from gnn.live import LiveForm
     from graph.health import serving_health
 
@@ -247,6 +247,12 @@ def test_health_counts_items_of_a_live_model_without_factors(live: dict[str, Any
         assert report.items_with_factors == 0
         h = serving_health(store.driver, DS, live["db"])
         assert h.status == "ok" and h.coverage == 1.0 and h.items_with_vector == N_ITEMS, h
+        # diversity without factors: MMR on the cosines of the items' neighbour rows
+        plain = recommend(store, "u9", 6).recs.items
+        diverse = recommend(store, "u9", 6, Filters(diversity=0.8)).recs.items
+        pool = {i.item_id for i in recommend(store, "u9", 24).recs.items}
+        assert len(diverse) == 6 and {i.item_id for i in diverse} <= pool and diverse[0].item_id == plain[0].item_id
+        assert [i.item_id for i in diverse] != [i.item_id for i in plain]
     finally:
         TABLES.clear()
         publish_live(store, ck.form, ck.item_ids, version=ck.meta.version + "-again", checkpoint="-", grace_s=0)

@@ -157,3 +157,17 @@ def test_top_of_equals_the_eligible_rows_top_k(seed: int) -> None:
             neg[out] = np.inf
             rows = np.setdiff1d(np.arange(N), out)
             assert _top_of(neg, id_rank, k) == _top_rows(scores, rows, id_rank, k)
+
+
+def test_neighbour_cosines_equal_a_dense_reference() -> None:
+    import scipy.sparse as sp
+
+    from graph.serving.live import neighbour_cosines
+
+    rng = np.random.default_rng(3)
+    dense = np.where(rng.random((12, 12)) < 0.3, rng.random((12, 12)), 0.0)
+    np.fill_diagonal(dense, 0.0)
+    rows = [5, 1, 9, 0]
+    v = dense[rows] + np.eye(12)[rows]
+    v = v / np.linalg.norm(v, axis=1, keepdims=True)
+    np.testing.assert_allclose(neighbour_cosines(sp.csr_matrix(dense, dtype=np.float32), rows), v @ v.T, rtol=1e-6, atol=1e-7)
