@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     dataset: str = Field("movielens", description="GRAPHREC_DATASET: dataset the API and `graphrec recommend` serve.")
     api_host: str = Field("127.0.0.1", description="GRAPHREC_API_HOST: bind address of the API.")
     api_port: int = Field(8000, ge=1, le=65535, description="GRAPHREC_API_PORT")
+    api_workers: int = Field(
+        1, ge=1, le=64,
+        description="GRAPHREC_API_WORKERS: API worker processes (uvicorn). More than one lets the API use more than one core; "
+                    "each worker keeps its own caches, text model and /metrics counters.")
     admin_token: SecretStr | None = Field(None, description="GRAPHREC_ADMIN_TOKEN: bearer token for /v1/admin routes.")
     preload_text_model: bool = Field(True, description="GRAPHREC_PRELOAD_TEXT_MODEL: load the active model's text model at start-up, "
                                                         "in the background (text requests answer 503 until it is ready).")
