@@ -10,12 +10,11 @@ after a complete load) are read from the graph with :data:`Q_DETAILS`.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from graph.serving.lru import LoadingLRU
 from graph.serving.store import GraphStore
 
 Q_CATALOGUE = """
@@ -66,9 +65,7 @@ class CatalogueCache:
     """Process-wide LRU of :class:`Catalogue` by ``(database, dataset, gen, loaded_at)``; thread-safe."""
 
     def __init__(self, size: int = MAX_CATALOGUES) -> None:
-        self._size = size
-        self._lock = threading.Lock()
-        self._catalogues: OrderedDict[tuple[str, str, int, str | None], Catalogue] = OrderedDict()
+        self._lru: LoadingLRU[tuple[str, str, int, str | None], Catalogue] = LoadingLRU(size)
 
     def get(self, store: GraphStore, gen: int, loaded_at: str | None) -> Catalogue:
         """The catalogue of generation ``gen`` as loaded at ``loaded_at`` (read from the graph on first use).
@@ -76,22 +73,12 @@ class CatalogueCache:
         When a load flipped the dataset in between, the catalogue read is the newer one (stored under
         its own key); the items it lacks are read one by one by :meth:`Catalogue.details`.
         """
-        key = (store.database, store.dataset, gen, loaded_at)
-        with self._lock:
-            hit = self._catalogues.get(key)
-            if hit is not None:
-                self._catalogues.move_to_end(key)
-                return hit
-            cat = load_catalogue(store)
-            self._catalogues[(store.database, store.dataset, cat.gen, cat.loaded_at)] = cat
-            while len(self._catalogues) > self._size:
-                self._catalogues.popitem(last=False)
-            return cat
+        return self._lru.get((store.database, store.dataset, gen, loaded_at), lambda: load_catalogue(store),
+                             lambda c: (store.database, store.dataset, c.gen, c.loaded_at))
 
     def clear(self) -> None:
         """Forget every catalogue (tests)."""
-        with self._lock:
-            self._catalogues.clear()
+        self._lru.clear()
 
 
 def load_catalogue(store: GraphStore) -> Catalogue:

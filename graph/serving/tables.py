@@ -11,14 +11,13 @@ part in Cypher, as a sum over ``(:User)-[:INTERACTED]->(:Item)-[:NEIGHBOUR]->(:I
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from itertools import repeat
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
+from graph.serving.lru import LoadingLRU
 from graph.serving.store import GraphStore
 
 Q_LIVE_ITEMS = """
@@ -125,27 +124,15 @@ class TableCache:
     """Process-wide LRU of :class:`LiveTables` by (database, dataset, tag, generation); thread-safe."""
 
     def __init__(self, size: int = MAX_TABLES) -> None:
-        self._size = size
-        self._lock = threading.Lock()
-        self._tables: OrderedDict[tuple[str, str, str, int], LiveTables] = OrderedDict()
+        self._lru: LoadingLRU[tuple[str, str, str, int], LiveTables] = LoadingLRU(size)
 
     def get(self, store: GraphStore, tag: str, gen: int) -> LiveTables:
         """The tables of publication ``tag`` for generation ``gen`` (read from the graph on first use)."""
-        key = (store.database, store.dataset, tag, gen)
-        with self._lock:
-            hit = self._tables.get(key)
-            if hit is not None:
-                self._tables.move_to_end(key)
-                return hit
-            tables = load_tables(store, tag)
-            self._tables[(store.database, store.dataset, tag, tables.gen)] = tables
-            while len(self._tables) > self._size:
-                self._tables.popitem(last=False)
-            return tables
+        return self._lru.get((store.database, store.dataset, tag, gen), lambda: load_tables(store, tag),
+                             lambda t: (store.database, store.dataset, tag, t.gen))
 
     def clear(self) -> None:
-        with self._lock:
-            self._tables.clear()
+        self._lru.clear()
 
 
 def load_tables(store: GraphStore, tag: str) -> LiveTables:
