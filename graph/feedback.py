@@ -13,7 +13,7 @@ lock first, so they run one after the other in one global lock order and cannot 
 other; everything the write reads afterwards (the previous rating, the user's likes) is read under
 the lock. In front of that lock, the writers of one process queue in a :class:`WriteQueue`, which
 applies the writes waiting together in one transaction (a group commit: one lock, one commit), as one
-``UNWIND $rows`` statement per round of distinct users.
+``UNWIND $rows`` statement per round of distinct users and items.
 
 Idempotency. Under that lock, the user is merged (``MERGE``; the ``(dataset, gen, id)`` uniqueness
 constraint backs it) and so is the relationship (one per user and item), so concurrent
@@ -114,8 +114,8 @@ DEFAULT_RETRY = RetryPolicy()
 # node is read or written: feedback writes of a dataset are serialised, so the previous rating read
 # below is exactly the one the co-like upkeep (graph.co_likes.refresh_co_likes, same transaction)
 # changes, and no two transactions can MERGE the same new user or the same new relationship at once.
-# Every user appears at most once in $rows (see _rounds), so no row reads what another row writes, and
-# the rows may be applied in any order. A row that repeats the stored rating and timestamp writes
+# Every user and every item appears at most once in $rows (see _rounds), so no row reads what another
+# row writes, and the rows may be applied in any order. A row that repeats the stored rating and timestamp writes
 # nothing (`replayed`), nor does one older than the stored rating (`outdated`: a late duplicate never
 # undoes a newer rating). The counters move once per statement: Dataset.feedback_writes by the rows
 # written, Dataset.like_changes by the like status changes (a co-like build sees that one happened while
@@ -261,20 +261,22 @@ class _Pending:
 
 
 def _rounds(batch: list[dict[str, Any]]) -> list[list[int]]:
-    """Split a batch (in arrival order) into rounds in which every user appears at most once (pure).
+    """Split a batch (in arrival order) into rounds in which every user and every item appears at most once (pure).
 
-    The ``n``-th write of a user in the batch goes into round ``n``; rounds are applied in order, so
-    every user's writes keep their order, and within a round no row reads what another row writes
-    (rows of different users touch different ``User`` nodes and relationships).
+    A write goes into the round after the last one holding its user or its item; rounds are applied in
+    order, so any two writes that share a user or an item keep their order, and within a round no row
+    reads what another row writes (rows touch different ``User`` nodes, items, liker counts and
+    relationships). The answers (co-likes updated and reweighted) are those of the writes one by one.
 
     Returns:
         The positions in ``batch`` of every round's writes, in arrival order.
     """
-    seen: dict[str, int] = {}
+    last_user: dict[str, int] = {}
+    last_item: dict[str, int] = {}
     rounds: list[list[int]] = []
     for k, params in enumerate(batch):
-        n = seen.get(params["user_id"], 0)
-        seen[params["user_id"]] = n + 1
+        n = max(last_user.get(params["user_id"], -1), last_item.get(params["item_id"], -1)) + 1
+        last_user[params["user_id"]] = last_item[params["item_id"]] = n
         if n == len(rounds):
             rounds.append([])
         rounds[n].append(k)

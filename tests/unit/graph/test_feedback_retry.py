@@ -145,8 +145,8 @@ def test_one_queue_per_dataset() -> None:
     assert write_queue("neo4j", "a") is not write_queue("other", "a")
 
 
-def _params(user: str) -> dict[str, Any]:
-    return {"dataset": "ds", "user_id": user, "item_id": "i", "rating": 5.0, "ts": 1, "create_user": False, "like": 4.0, "upkeep": True}
+def _params(user: str, item: str | None = None) -> dict[str, Any]:
+    return {"dataset": "ds", "user_id": user, "item_id": item or f"i-{user}", "rating": 5.0, "ts": 1, "create_user": False, "like": 4.0, "upkeep": True}
 
 
 def _tx_driver(bad_user: str | None = None, seconds: float = 0.0) -> tuple[MagicMock, MagicMock, list[list[str]]]:
@@ -212,6 +212,8 @@ def test_batches_are_bounded_and_the_lead_goes_to_the_oldest_write_waiting() -> 
 def test_a_users_writes_in_one_batch_go_to_successive_statements_in_order() -> None:
     batch = [_params(u) for u in ("a", "b", "a", "c", "a", "b")]
     assert _rounds(batch) == [[0, 1, 3], [2, 5], [4]]
+    # writes of different users on one item keep their order too (their co-like upkeep reads the item's liker count)
+    assert _rounds([_params("a", "x"), _params("b", "x"), _params("c", "y"), _params("a", "z")]) == [[0, 2], [1, 3]]
     driver, session, transactions = _tx_driver()
     queue = WriteQueue()
     queue._pending.extend(_Pending(params=p) for p in batch[:-1])
