@@ -52,7 +52,7 @@ Q_LIKES = """
 MATCH (d:Dataset {name: $dataset})
 MATCH (u:User {dataset: $dataset, gen: d.gen})-[r:INTERACTED]->(i:Item)
 WHERE i.dataset = $dataset AND i.gen = d.gen AND (r.rating IS NULL OR r.rating >= $like)
-RETURN elementId(u) AS u, u.id AS uid, elementId(i) AS i
+RETURN elementId(u) AS u, u.id AS uid, elementId(i) AS i, i.id AS iid
 """
 
 Q_WRITE_CO_LIKED = """
@@ -192,7 +192,8 @@ def co_like_pairs(user_idx: Any, item_idx: Any, n_users: int, n_items: int, top_
     With :math:`A` the binary user x item like matrix, the co-like counts are :math:`C = A^\\top A`
     (diagonal dropped) and the weight of a pair is the item-item cosine
     :math:`w_{ij} = C_{ij} / \\sqrt{|L_i|\\,|L_j|}`. Pairs with fewer than ``min_count`` co-likers are
-    dropped; ties are broken by the count, then the partner index.
+    dropped; ties are broken by the count, then the partner index (:func:`build_co_likes` numbers items
+    in id order).
 
     Args:
         user_idx (array): User index of every like, shape ``[n_likes]``.
@@ -267,7 +268,10 @@ def build_co_likes(
     if not tag:
         raise ModelNotReadyError(f"no model is published for dataset {dataset!r}")
     gen, rels, feedback = state[0]["gen"], state[0]["rels"], state[0]["feedback"]
-    likes = read(driver, Q_LIKES, {"dataset": dataset, "like": like_threshold}, database)
+    # in id order, so that the vocabulary, and with it the tie-break among equal pairs, does not depend
+    # on the order the database happens to return the likes in
+    likes = sorted(read(driver, Q_LIKES, {"dataset": dataset, "like": like_threshold}, database),
+                   key=lambda r: (str(r["iid"]), str(r["uid"])))
     users: dict[str, int] = {}
     items: dict[str, int] = {}
     u_idx = [users.setdefault(r["u"], len(users)) for r in likes]
