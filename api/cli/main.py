@@ -91,19 +91,29 @@ def _register_plugins(app: typer.Typer) -> None:
         register(app)
 
 
+# typer >= 0.22 vendors click (its own exception classes); older typer raises click's: catch both.
+_ABORT = tuple({typer.Abort, click.exceptions.Abort})
+_EXIT = tuple({typer.Exit, click.exceptions.Exit})
+_USAGE = tuple({click.ClickException, getattr(typer, "TyperException", click.ClickException)})
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI and exit with a status mapped from the domain errors."""
     command = typer.main.get_command(build_app())
     try:
         rv = command.main(args=list(argv) if argv is not None else None, prog_name="graphrec", standalone_mode=False)
-    except click.exceptions.Abort:
+    except _ABORT:
         print("graphrec: aborted", file=sys.stderr)
         sys.exit(130)
-    except click.exceptions.Exit as e:
+    except _EXIT as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
+    except _USAGE as e:  # a usage error (unknown command or option, bad value): its message, no traceback
+        show = getattr(e, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"graphrec: error: {e}", file=sys.stderr)
+        sys.exit(int(getattr(e, "exit_code", 2)))
     except GraphrecError as e:
         if _VERBOSITY["level"] >= 2:
             logging.getLogger("graphrec").exception("failed")
