@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import GraphState, check_admin_token
+from api.deps import GraphState, check_admin_token, freeze_heap
 from api.errors import (
     HTTP_CODES,
     VALIDATION_ERROR,
@@ -179,7 +179,7 @@ def create_app(settings: Settings | None = None, connection_info: ConnectionInfo
             state.preload_text_model()  # background thread: text requests answer 503 until it is ready
         app.state.jobs = _job_runner(state)
         await run_in_threadpool(app.state.jobs.recover)  # jobs a dead API process left running: interrupted
-        _freeze_startup_heap()
+        freeze_heap()
         try:
             yield
         finally:
@@ -249,20 +249,6 @@ def _job_runner(state: GraphState) -> Any:
     except GraphrecError:
         database = state.settings.neo4j_database
     return JobRunner(store=JobStore(lambda: state.driver, database, dataset=state.dataset))
-
-
-def _freeze_startup_heap() -> None:
-    """Move every object alive after start-up (modules, the app, the driver) out of the cyclic GC's reach.
-
-    Python's full (generation 2) collections scan the whole heap: with FastAPI, pydantic, numpy, pandas
-    and the driver loaded that stopped the API for ~40 ms every ~160 explained requests (measured with
-    ``gc.callbacks``), which was the p99 at concurrency 8. Start-up objects live as long as the process,
-    so :func:`gc.freeze` (the approach the CPython docs recommend for pre-fork servers) loses nothing.
-    """
-    import gc
-
-    gc.collect()
-    gc.freeze()
 
 
 def _wait_for_neo4j(state: GraphState, wait_s: float) -> None:

@@ -4,9 +4,11 @@ Needs a loaded dataset with a published model (``make demo``, or ``graphrec load
 ``graphrec publish``). The script starts ``graphrec serve`` on 127.0.0.1 (a free port), writes the ids of
 the active generation's users and items for the locustfile, runs ``locust`` headless
 (``benchmarks/locustfile.py``: 80% explained recommendations, 10% similar items, 10% feedback) with
-``--users`` clients at one request a second each for ``--duration`` seconds, stops the API, prints the
+``--users`` clients at one request a second each (Poisson arrivals by default), started over ``--ramp``
+seconds, then counts ``--duration`` seconds of steady load (locust's ``--reset-stats``), stops the API, prints the
 numbers and writes them as JSON to ``benchmarks/results/mixed_load-<time>.json``: per request type the
-count, errors (any non-2xx or failed connection), requests per second and p50/p95/p99 in milliseconds.
+count, errors (any non-2xx or failed connection), requests per second and p50/p95/p99 in milliseconds,
+and the CPU seconds the API, Neo4j and locust used during the load (all three share the machine's cores).
 Everything stops by itself; it only talks to 127.0.0.1.
 
     .venv/bin/python benchmarks/mixed_load.py --users 100 --duration 60
@@ -92,6 +94,37 @@ def _read_stats(prefix: Path) -> dict[str, Any]:
     return out
 
 
+def _cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each named process and its children (psutil)."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for role, pid in roots.items():
+        total = 0.0
+        try:
+            proc = psutil.Process(pid)
+            for p in [proc, *proc.children(recursive=True)]:
+                try:
+                    t = p.cpu_times()
+                    total += t.user + t.system
+                except psutil.NoSuchProcess:
+                    pass
+        except psutil.NoSuchProcess:
+            pass
+        out[role] = total
+    return out
+
+
+def _neo4j_pid(bolt_port: int) -> int | None:
+    """The process listening on Neo4j's Bolt port on this machine, if it is local."""
+    import psutil
+
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == bolt_port and conn.pid:
+            return int(conn.pid)
+    return None
+
+
 def main() -> None:
     """Parse the options, run the load, print and save the result."""
     from graphrec.settings import get_settings
@@ -100,6 +133,10 @@ def main() -> None:
     ap.add_argument("--dataset", default=None, help="Dataset (default: GRAPHREC_DATASET).")
     ap.add_argument("--users", type=int, default=100, help="Simulated clients, one request a second each (default: 100).")
     ap.add_argument("--duration", type=int, default=60, help="Seconds of load (default: 60).")
+    ap.add_argument("--ramp", type=int, default=5,
+                    help="Seconds over which the clients start; the numbers count only the DURATION seconds after it (default: 5).")
+    ap.add_argument("--arrivals", choices=("poisson", "synchronized"), default="poisson",
+                    help="poisson: independent clients (default); synchronized: every client fires together once a second.")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     dataset = args.dataset or get_settings().dataset
@@ -111,19 +148,36 @@ def main() -> None:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "GRAPHREC_DATASET": dataset, "GRAPHREC_LOAD_USERS": str(tmp / "users.txt"),
-           "GRAPHREC_LOAD_ITEMS": str(tmp / "items.txt")}
+           "GRAPHREC_LOAD_ITEMS": str(tmp / "items.txt"), "GRAPHREC_LOAD_ARRIVALS": args.arrivals}
     graphrec = str(Path(sys.executable).with_name("graphrec"))
     api = subprocess.Popen([graphrec, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env, stdin=subprocess.DEVNULL)
     try:
         health = _wait_healthy(base, api)
         prefix = tmp / "locust"
         locust = str(Path(sys.executable).with_name("locust"))
-        cmd = [locust, "-f", str(LOCUSTFILE), "--headless", "--users", str(args.users), "--spawn-rate", str(args.users),
-               "--run-time", f"{args.duration}s", "--host", base, "--csv", str(prefix), "--only-summary", "--stop-timeout", "10",
+        ramp_s = max(1, args.ramp)
+        cmd = [locust, "-f", str(LOCUSTFILE), "--headless", "--users", str(args.users),
+               "--spawn-rate", str(max(1.0, args.users / ramp_s)), "--reset-stats", "--run-time", f"{args.duration + ramp_s}s", "--host", base, "--csv", str(prefix), "--only-summary", "--stop-timeout", "10",
                "--exit-code-on-error", "0", "--loglevel", "WARNING"]
+        from urllib.parse import urlparse
+
+        settings = get_settings()
+        neo4j_pid = _neo4j_pid(urlparse(settings.neo4j_uri).port or 7687 if settings.neo4j_uri else settings.neo4j_bolt_port)
         t0 = time.monotonic()
-        subprocess.run(cmd, env=env, check=True, stdin=subprocess.DEVNULL, timeout=args.duration + 120)
+        load = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+        roots = {"api": api.pid, "locust": load.pid, **({"neo4j": neo4j_pid} if neo4j_pid else {})}
+        cpu0 = _cpu_seconds(roots)
+        last = dict(cpu0)
+        while load.poll() is None:  # children's CPU is read while they live: a process that exited is gone
+            if time.monotonic() - t0 > args.duration + 120:
+                load.kill()
+                raise SystemExit("locust did not stop in time")
+            last = {k: max(v, last.get(k, 0.0)) for k, v in _cpu_seconds(roots).items()}
+            time.sleep(0.5)
+        if load.returncode:
+            raise SystemExit(f"locust exited with status {load.returncode}")
         wall = time.monotonic() - t0
+        cpu = {k: round(last[k] - cpu0.get(k, 0.0), 1) for k in last}
         stats = _read_stats(prefix)
     finally:
         api.terminate()
@@ -133,9 +187,10 @@ def main() -> None:
             api.kill()
         shutil.rmtree(tmp, ignore_errors=True)
     result = {"benchmark": "mixed_load", "dataset": dataset, "model": health.get("model_version"), "clients": args.users,
-              "target_rps": args.users, "duration_s": args.duration, "wall_s": round(wall, 1), "cpus": os.cpu_count(),
+              "target_rps": args.users, "duration_s": args.duration, "ramp_s": args.ramp, "arrivals": args.arrivals, "wall_s": round(wall, 1), "cpus": os.cpu_count(),
               "mix": {"explained recommendations": 0.8, "similar items": 0.1, "feedback": 0.1}, "stats": stats,
-              "note": "API, Neo4j and locust on the same machine"}
+              "cpu_s": cpu, "cpu_ms_per_request": {k: round(1000 * v / max(1, stats["all"]["requests"]), 2) for k, v in cpu.items()},
+              "api_workers": get_settings().api_workers, "note": "API, Neo4j and locust on the same machine"}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"mixed_load-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(result, indent=2))
@@ -143,6 +198,7 @@ def main() -> None:
         if name != "failures":
             print(f"{name:<55} {s['requests']:>6} req {s['errors']:>4} errors {s['rps']:>6} req/s "
                   f"p50 {s['p50_ms']:.0f} ms  p95 {s['p95_ms']:.0f} ms  p99 {s['p99_ms']:.0f} ms")
+    print("CPU during the load: " + ", ".join(f"{k} {v:.1f} s ({result['cpu_ms_per_request'][k]:.1f} ms/request)" for k, v in cpu.items()))
     for f in stats["failures"]:
         print(f"failure: {f['occurrences']} x {f['name']}: {f['error']}")
     print(f"wrote {out}")
