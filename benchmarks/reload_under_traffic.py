@@ -8,8 +8,9 @@ Needs a loaded MovieLens graph with a published model (``make demo`` or ``graphr
    ``POST /v1/interactions``;
 3. starts a prober that sends ``GET /v1/users/{id}/recommendations`` ``--rate`` times a second for
    random users, and a writer that sends ``--during-rate`` feedback writes a second;
-4. runs ``graphrec load movielens --mode replace`` (``--no-refit`` unless ``--refit``) and keeps probing
-   ``--tail`` seconds after it ends;
+4. runs ``graphrec load movielens --mode replace`` (``--no-refit`` unless ``--refit``); with ``--refit``
+   it keeps probing and writing until ``/v1/health`` names the model the background refit published
+   (at most ``--refit-timeout`` seconds), which times the refit end to end; then ``--tail`` seconds more;
 5. checks in the graph that every feedback written before is there, and that every feedback written
    during the reload is there or was answered with a retryable status (503/429 with ``Retry-After``).
 
@@ -97,6 +98,8 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     ap.add_argument("--tail", type=float, default=5.0, help="Seconds of probing after the reload ends.")
     ap.add_argument("--refit", action="store_true", help="Let the reload start its background refit (default: --no-refit).")
     ap.add_argument("--timeout", type=float, default=900.0, help="Give up on the reload after this many seconds.")
+    ap.add_argument("--refit-timeout", type=float, default=1800.0,
+                    help="With --refit: stop waiting for the refit's model after this many seconds.")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -192,10 +195,26 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             cmd = [sys.executable, "-m", "api.cli.main", "load", "movielens", "--dataset", dataset, "--mode", "replace", "--no-progress",
                    "--refit" if args.refit else "--no-refit"]
             r_start = time.monotonic() - t0
+            r_end: float | None = None
+            f_end: float | None = None
+            refit_model: str | None = None
             try:
                 proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout, stdin=subprocess.DEVNULL)
-            finally:
                 r_end = time.monotonic() - t0
+                if args.refit and proc.returncode == 0:  # the background refit publishes a new model: wait for it
+                    deadline = time.monotonic() + args.refit_timeout
+                    while time.monotonic() < deadline:
+                        try:
+                            version = client.get("/v1/health").json().get("model_version")
+                        except (httpx.HTTPError, ValueError):
+                            version = None
+                        if version and version != health0.get("model_version"):
+                            f_end, refit_model = time.monotonic() - t0, version
+                            break
+                        time.sleep(2.0)
+            finally:
+                if r_end is None:
+                    r_end = time.monotonic() - t0
                 time.sleep(args.tail)
                 stop.set()
                 for t in threads:
@@ -218,7 +237,17 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             for _, c, _ in probes:
                 by_status[str(c)] = by_status.get(str(c), 0) + 1
             out_lines = (proc.stdout or "").strip().splitlines()
+            refit: dict[str, Any] | None = None
+            if args.refit:
+                end = f_end if f_end is not None else r_end + args.refit_timeout
+                in_refit = [p for p in probes if r_end < p[0] <= end]
+                rlat = [s * 1000 for _, c, s in in_refit if c // 100 == 2]
+                refit = {"published": refit_model, "seconds_after_reload": round(f_end - r_end, 1) if f_end is not None else None,
+                         "probes": len(in_refit), "non_2xx": sum(1 for _, c, _ in in_refit if c // 100 != 2),
+                         "latency_ms": {"median": round(statistics.median(rlat), 1) if rlat else None,
+                                        "p99": round(_pct(rlat, 0.99), 1) if rlat else None}}
             return {
+                "refit": refit,
                 "dataset": dataset, "command": " ".join(["graphrec", *cmd[3:]]), "reload_exit": proc.returncode,
                 "reload_seconds": round(r_end - r_start, 2), "reload_output_tail": out_lines[-8:] + (proc.stderr or "").strip().splitlines()[-5:],
                 "health_before": {k: health0.get(k) for k in ("status", "reason", "generation", "model_version", "coverage")},
@@ -257,6 +286,11 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     print(f"feedback during: {fd['sent']} sent ({fd['sent_while_reloading']} while reloading), {fd['accepted']} accepted, "
           f"{fd['accepted_present_after']} of them present after, {fd['retryable_rejections']} retryable rejections, "
           f"{fd['lost_silently']} lost silently")
+    if result["refit"] is not None:
+        rf = result["refit"]
+        print(f"background refit: model {rf['published']} serving {rf['seconds_after_reload']} s after the reload ended; "
+              f"{rf['probes']} probes meanwhile, non-2xx {rf['non_2xx']}, latency median {rf['latency_ms']['median']} ms, "
+              f"p99 {rf['latency_ms']['p99']} ms")
     print(f"health before: {result['health_before']}\nhealth after: {result['health_after']}")
     print(f"wrote {path}")
 

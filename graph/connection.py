@@ -81,6 +81,14 @@ def translate_error(e: BaseException, where: str = "Neo4j") -> Exception:
     return e if isinstance(e, Exception) else RuntimeError(str(e))
 
 
+def out_of_transaction_memory(e: BaseException) -> bool:
+    """Whether ``e`` (a driver error, or a graphrec error raised from one) says the server's transaction
+    memory ran out (``dbms.memory.transaction.total.max``, shared by every running transaction): the
+    same work split into smaller transactions may pass."""
+    cause = e.__cause__ if e.__cause__ is not None else e
+    return "MemoryPool" in f"{getattr(cause, 'code', '')} {e}"
+
+
 def read(driver: neo4j.Driver, query: str, parameters: Mapping[str, Any] | None = None, database: str = "neo4j") -> list[neo4j.Record]:
     """Run a read query (routed to readers) as an auto-commit transaction and return its records.
 

@@ -39,7 +39,7 @@ import neo4j
 from neo4j import exceptions as neo4j_exc
 from pydantic import BaseModel
 
-from graph.connection import read, translate_error, write
+from graph.connection import out_of_transaction_memory, read, translate_error, write
 from graph.schema import DATA_LABELS, USER, check_label
 from graphrec.errors import LoadError, Neo4jError, NotFoundError
 
@@ -84,10 +84,12 @@ RETURN old
 """
 
 # Takes the Dataset node's write lock first (feedback writes take it too), so work done before FLIP in
-# the same transaction sees every feedback write committed before the switch.
+# the same transaction sees every feedback write committed before the switch. Found by a label scan, as
+# feedback writes find it: an index seek in an updating query takes a shared lock first, and two
+# transactions upgrading shared locks deadlock (retried, but avoidable).
 LOCK_FOR_FLIP = """
-MATCH (d:Dataset {name: $dataset})
-WHERE d.loading_gen = $gen AND d.loading_pid = $pid
+MATCH (d:Dataset) USING SCAN d:Dataset
+WHERE d.name = $dataset AND d.loading_gen = $gen AND d.loading_pid = $pid
 SET d.flipping = $gen
 REMOVE d.flipping
 RETURN d.gen AS old
@@ -334,8 +336,7 @@ def _delete_in_batches(driver: neo4j.Driver, query: str, dataset: str, gen: int,
         try:
             return _run_autocommit(driver, query, {"dataset": dataset, "gen": gen, "limit": size}, database)
         except Neo4jError as e:
-            cause = e.__cause__
-            if size <= MIN_DELETE_BATCH or "MemoryPool" not in f"{getattr(cause, 'code', '')} {e}":
+            if size <= MIN_DELETE_BATCH or not out_of_transaction_memory(e):
                 raise
             size = max(MIN_DELETE_BATCH, size // 4)
             log.info("deleting generation %s of %s in batches of %s (transaction memory exhausted)", gen, dataset, size)

@@ -42,7 +42,7 @@ RETURN collect(DISTINCT u.gen) AS gens
 
 # Lock the Dataset node (feedback writes take the same lock) and make a concurrent co-like build stale.
 Q_LOCK_DATASET = """
-MATCH (d:`Dataset` {name: $dataset})
+MATCH (d:`Dataset`) USING SCAN d:`Dataset` WHERE d.name = $dataset
 SET d.like_changes = coalesce(d.like_changes, 0) + 1, d.erasures = coalesce(d.erasures, 0) + 1
 RETURN d.gen AS active
 """

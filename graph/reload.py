@@ -32,13 +32,18 @@ import neo4j
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graph.connection import read, write
+from graph.connection import out_of_transaction_memory, read, write
+from graphrec.errors import Neo4jError
 from graph.schema import ITEM, MODEL_RELS, USER
 
 log = logging.getLogger(__name__)
 
 CHUNK = 2000
-"""Ids per ``UNWIND`` copy batch."""
+"""Ids per ``UNWIND`` copy batch of properties."""
+
+REL_BATCH = 10_000
+"""Model relationships copied per transaction (a live model stores about 100 per item: ~100 items a batch).
+A batch that still exceeds the server's transaction memory is split in halves."""
 
 EXAMPLES = 20
 """How many uncarried interactions a report lists by name."""
@@ -91,7 +96,7 @@ MERGE (u)-[r:INTERACTED]->(i)
 """
 
 Q_LOCK_DATASET = """
-MATCH (d:Dataset {name: $dataset})
+MATCH (d:Dataset) USING SCAN d:Dataset WHERE d.name = $dataset
 SET d.feedback_writes = coalesce(d.feedback_writes, 0)
 RETURN d.feedback_writes AS n
 """
@@ -235,11 +240,63 @@ def _copy_props_query(label: str, props: Sequence[str]) -> str:
             f"MATCH (n:`{label}` {{dataset: $dataset, gen: $new, id: id}}) SET {sets}")
 
 
+def _rel_degrees_query(rel_type: str) -> str:
+    return (f"MATCH (a:Item {{dataset: $dataset, gen: $old}})-[r:`{_rel(rel_type)}` {{tag: $tag}}]->(b:Item) "
+            "WHERE b.dataset = $dataset AND b.gen = $old RETURN a.id AS id, count(r) AS n")
+
+
 def _copy_rels_query(rel_type: str) -> str:
+    # CREATE, not MERGE: the new generation is not active and has none of the tag's relationships until
+    # this copy; a batch is one transaction (all or nothing), and a failed reload discards the generation
     return (f"UNWIND $ids AS id MATCH (a:Item {{dataset: $dataset, gen: $old, id: id}})-[r:`{_rel(rel_type)}` {{tag: $tag}}]->(b:Item) "
             "WHERE b.dataset = $dataset AND b.gen = $old "
             "MATCH (na:Item {dataset: $dataset, gen: $new, id: a.id}) MATCH (nb:Item {dataset: $dataset, gen: $new, id: b.id}) "
-            f"MERGE (na)-[x:`{rel_type}` {{tag: $tag}}]->(nb) SET x = properties(r)")
+            f"CREATE (na)-[x:`{rel_type}`]->(nb) SET x = properties(r)")
+
+
+def batches_by_weight(ids: Sequence[str], weights: Sequence[int], limit: int) -> list[list[str]]:
+    """Consecutive batches of ``ids`` whose ``weights`` add up to at most ``limit`` (an id heavier than
+    ``limit`` gets a batch of its own) (pure)."""
+    out: list[list[str]] = []
+    batch: list[str] = []
+    total = 0
+    for i, w in zip(ids, weights):
+        if batch and total + w > limit:
+            out.append(batch)
+            batch, total = [], 0
+        batch.append(i)
+        total += w
+    if batch:
+        out.append(batch)
+    return out
+
+
+def _write_batches(driver: neo4j.Driver, query: str, params: dict[str, Any], batches: list[list[str]], database: str,
+                   progress: Callable[[int], None] | None = None) -> int:
+    """Run ``query`` once per batch of ``$ids``, each in its own transaction, in order; a batch that exceeds
+    the server's transaction memory (shared with serving) is split in halves. Returns the relationships created."""
+    todo, created = batches[::-1], 0
+    while todo:
+        ids = todo.pop()
+        try:
+            created += write(driver, query, {**params, "ids": ids}, database).counters.relationships_created
+        except Neo4jError as e:
+            if len(ids) < 2 or not out_of_transaction_memory(e):
+                raise
+            log.info("copying in smaller batches (transaction memory exhausted)")
+            todo += [ids[len(ids) // 2:], ids[: len(ids) // 2]]
+            continue
+        if progress:
+            progress(len(ids))
+    return created
+
+
+def _copy_rels(driver: neo4j.Driver, rel_type: str, params: dict[str, Any], kept: set[str], database: str) -> int:
+    """Copy one model relationship type between kept items, about :data:`REL_BATCH` relationships a
+    transaction. Returns the relationships created."""
+    degrees = [(r["id"], int(r["n"])) for r in read(driver, _rel_degrees_query(rel_type), params, database) if r["id"] in kept]
+    batches = batches_by_weight([i for i, _ in degrees], [n for _, n in degrees], REL_BATCH)
+    return _write_batches(driver, _copy_rels_query(rel_type), params, batches, database)
 
 
 def _cold_items_query(prop: str) -> str:
@@ -309,18 +366,13 @@ def carry_model(
         else:
             report.users_kept = len(ids)
         if props:
-            q = _copy_props_query(label, props)
-            for start in range(0, len(ids), CHUNK):
-                write(driver, q, {**params, "ids": ids[start:start + CHUNK]}, database)
-                if progress:
-                    progress(len(ids[start:start + CHUNK]))
+            _write_batches(driver, _copy_props_query(label, props), params,
+                           [ids[start:start + CHUNK] for start in range(0, len(ids), CHUNK)], database, progress)
         if label == ITEM:
             item_ids = ids
+    kept = set(item_ids)
     for rel_type in MODEL_RELS:
-        q = _copy_rels_query(rel_type)
-        for start in range(0, len(item_ids), CHUNK):
-            report.relationships += write(driver, q, {**params, "tag": pointer["tag"], "ids": item_ids[start:start + CHUNK]},
-                                          database).counters.relationships_created
+        report.relationships += _copy_rels(driver, rel_type, {**params, "tag": pointer["tag"]}, kept, database)
     item_prop = pointer.get("item_prop")
     if item_prop:
         cold = [(r["id"], r["text"]) for r in read(driver, _cold_items_query(item_prop), params, database)]

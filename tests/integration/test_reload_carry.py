@@ -86,7 +86,11 @@ def test_replace_carries_feedback_and_reports_the_rest(tmp_path: Path, neo4j_dri
     assert read(neo4j_driver, FEEDBACK, {"dataset": dataset}, db) == []
 
 
-def test_replace_keeps_the_model_answering(tmp_path: Path, neo4j_driver: Any, neo4j_info: Any, dataset: str) -> None:
+def test_replace_keeps_the_model_answering(tmp_path: Path, neo4j_driver: Any, neo4j_info: Any, dataset: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import graph.reload
+
+    monkeypatch.setattr(graph.reload, "REL_BATCH", 2)  # the relationship copy in several transactions
     db = neo4j_info.database
     load_frames(neo4j_driver, _frames(tmp_path / "a", dataset, n_users=15, n_items=25, per_user=6, seed=1),
                 LoadOptions(mode="replace", progress=False, database=db))
@@ -95,8 +99,9 @@ def test_replace_keeps_the_model_answering(tmp_path: Path, neo4j_driver: Any, ne
     publish(neo4j_driver, emb, dataset, database=db, grace_s=0.1)
     m = active_model(neo4j_driver, dataset, db)
     assert m is not None and m.gen == active_generation(neo4j_driver, dataset, db)
-    write(neo4j_driver, "MATCH (a:Item {dataset: $d, id: 'i0'}), (b:Item {dataset: $d, id: 'i1'}) "
-                        "CREATE (a)-[:NEIGHBOUR {tag: $tag, w: 0.5}]->(b)", {"d": dataset, "tag": m.tag}, db)
+    pairs = [("i0", "i1", 0.5), ("i0", "i2", 0.25), ("i1", "i2", 0.125), ("i3", "i20", 0.75), ("i5", "i6", 1.0), ("i7", "i0", 0.0625)]
+    write(neo4j_driver, "UNWIND $pairs AS p MATCH (a:Item {dataset: $d, id: p[0]}), (b:Item {dataset: $d, id: p[1]}) "
+                        "CREATE (a)-[:NEIGHBOUR {tag: $tag, w: p[2]}]->(b)", {"d": dataset, "tag": m.tag, "pairs": pairs}, db)
     before = {u: [i.item_id for i in recommend(neo4j_driver, u, 5, Filters(exclude_seen=False), dataset=dataset, database=db).items]
               for u in ("u0", "u3")}
 
@@ -138,7 +143,7 @@ def test_replace_keeps_the_model_answering(tmp_path: Path, neo4j_driver: Any, ne
         t.join(30)
     assert not errors, errors[:3]
     assert s.model is not None and s.model.tag == m.tag
-    assert s.model.items_kept == 20 and s.model.users_kept == 12 and s.model.relationships == 1
+    assert s.model.items_kept == 20 and s.model.users_kept == 12 and s.model.relationships == 5  # i3 -> i20: i20 removed
     assert sorted(asked[0]) == sorted(f"i{i}" for i in range(25, 30)) and s.model.cold_items == 5
     assert s.model.items_without_vector == 0
     gen = active_generation(neo4j_driver, dataset, db)
@@ -152,5 +157,5 @@ def test_replace_keeps_the_model_answering(tmp_path: Path, neo4j_driver: Any, ne
         assert [i for i in after if i in kept_before] == kept_before  # same vectors: same order of the kept items
     rel = read(neo4j_driver, "MATCH (a:Item {dataset: $d, gen: $g})-[r:NEIGHBOUR {tag: $t}]->(b:Item) RETURN a.id AS a, b.id AS b, r.w AS w",
                {"d": dataset, "g": gen, "t": m.tag}, db)
-    assert [dict(r) for r in rel] == [{"a": "i0", "b": "i1", "w": 0.5}]
+    assert sorted((r["a"], r["b"], r["w"]) for r in rel) == sorted(p for p in pairs if p[1] != "i20")
     assert not any(removed & set(a) for a in answers[-3:])
