@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Iterator
@@ -180,6 +181,7 @@ class SlowEncoder:
 
     def load(self) -> None:
         assert self.release.wait(30)
+        self.weights = [[k] for k in range(5000)]  # objects that live as long as the process
         self.loaded = True
 
     def encode(self, texts: list[str]) -> Any:
@@ -201,10 +203,12 @@ def test_text_model_loads_in_the_background_and_503s_until_ready(monkeypatch: py
         r = c.post("/v1/recommendations", json={"text": "a heist film", "k": 3})
         body = assert_error(r, 503, "text_model_loading")
         assert int(r.headers["Retry-After"]) > 0 and "loading" in body["message"]
+        frozen = gc.get_freeze_count()
         encoder.release.set()
         app.state.graph._text_thread.join(10)
         h = c.get("/v1/health").json()
         assert h["text_model"] == "ready" and "fake-encoder" in h["text_model_detail"]
+        assert gc.get_freeze_count() >= frozen + 5000  # the loaded model left the collector's reach too
 
 
 def test_text_model_state_none_without_a_published_model(monkeypatch: pytest.MonkeyPatch) -> None:
