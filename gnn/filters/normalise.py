@@ -27,13 +27,18 @@ from graphrec.errors import ModelError
 def csr_tensor(m: sp.spmatrix, device: torch.device | str = "cpu") -> Tensor:
     """A scipy sparse matrix as a float32 ``torch.sparse_csr`` tensor on ``device``."""
     m = sp.csr_matrix(m, dtype=np.float32)
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(m.indptr.astype(np.int64)),
-        torch.from_numpy(m.indices.astype(np.int64)),
-        torch.from_numpy(m.data),
-        size=m.shape,
-        device=device,
-    )
+    return _csr(torch.from_numpy(m.indptr.astype(np.int64)), torch.from_numpy(m.indices.astype(np.int64)),
+                torch.from_numpy(m.data), m.shape, device)
+
+
+def _csr(crow: Tensor, cols: Tensor, vals: Tensor, size: tuple[int, int], device: torch.device | str) -> Tensor:
+    """``torch.sparse_csr_tensor`` of arrays built valid here (scipy's CSR), without torch's invariant
+    checks and its warning that CSR tensors are in beta (printed once per process in every fit log)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+        return torch.sparse_csr_tensor(crow, cols, vals, size=size, device=device, check_invariants=False)
 
 
 def interaction_csr(users: Tensor, items: Tensor, num_users: int, num_items: int) -> sp.csr_matrix:
@@ -100,7 +105,7 @@ class ItemGraph:
         offsets = torch.arange(total, device=self.device) - torch.repeat_interleave(crow[:-1], counts, output_size=total)
         cols = self._indices[torch.repeat_interleave(start, counts, output_size=total) + offsets]
         vals = torch.ones(total, dtype=torch.float32, device=self.device)
-        return torch.sparse_csr_tensor(crow, cols, vals, size=(users.numel(), self.num_items), device=self.device)
+        return _csr(crow, cols, vals, (users.numel(), self.num_items), self.device)
 
     def propagate_t(self, xt: Tensor) -> Tensor:
         r""":math:`\tilde{\mathbf{P}} \mathbf{X}^\top` for a signal block given transposed, ``(I, B)`` -> ``(I, B)``."""

@@ -40,6 +40,14 @@ class LoadingLRU(Generic[K, V]):
                 self._items.popitem(last=False)
             return value
 
+    def find(self, match: Callable[[K], bool]) -> V | None:
+        """The most recently used value whose key ``match``es, or ``None`` (nothing is loaded)."""
+        with self._lock:
+            for key in reversed(self._items):
+                if match(key):
+                    return self._items[key]
+        return None
+
     def clear(self) -> None:
         """Forget every value."""
         with self._lock:
