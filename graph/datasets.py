@@ -40,7 +40,7 @@ from neo4j import exceptions as neo4j_exc
 from pydantic import BaseModel
 
 from graph.connection import out_of_transaction_memory, read, translate_error, write
-from graph.schema import DATA_LABELS, USER, check_label
+from graph.schema import DATA_LABELS, check_label
 from graphrec.errors import LoadError, Neo4jError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -363,8 +363,10 @@ def delete_generation(
         raise LoadError(f"refusing to delete generation {gen} of {dataset!r}: it is the active one")
     deleted = 0
     for label in DATA_LABELS:
-        if label == USER:  # users own most relationships: delete those first, in batches
-            _delete_in_batches(driver, _delete_rels_query(label), dataset, gen, batch_size, database)
+        # relationships first, ``batch_size`` a transaction: a node batch's DETACH DELETE would take all of
+        # its nodes' relationships in one (10,000 items with 100 model neighbours each: a million), more
+        # than the server's transaction memory, which serving reads share
+        _delete_in_batches(driver, _delete_rels_query(label), dataset, gen, batch_size, database)
         n = _delete_in_batches(driver, _delete_nodes_query(label), dataset, gen, batch_size, database).nodes_deleted
         deleted += n
         if progress is not None and n:

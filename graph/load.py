@@ -173,7 +173,7 @@ class LoadSummary(BaseModel):
             lines.append(
                 f"model {m.version} kept serving: {m.items_kept:,} items and {m.users_kept:,} users kept their vectors, "
                 f"{m.relationships:,} item-item relationships copied, {m.cold_items:,} new items embedded from text, "
-                f"{m.items_without_vector:,} items without a vector until the next publish ({m.seconds:.1f} s)"
+                f"{m.items_without_vector:,} new items without a vector until the next publish ({m.seconds:.1f} s)"
             )
         return "\n".join(lines)
 

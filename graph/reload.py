@@ -300,7 +300,10 @@ def _copy_rels(driver: neo4j.Driver, rel_type: str, params: dict[str, Any], kept
 
 
 def _cold_items_query(prop: str) -> str:
+    # only items new in this generation: a kept item has what it had (a model without item vectors, such
+    # as a live EASE model, has none to give)
     return (f"MATCH (i:Item {{dataset: $dataset, gen: $new}}) WHERE i.`{_prop(prop)}` IS NULL "
+            "AND NOT EXISTS { MATCH (:Item {dataset: $dataset, gen: $old, id: i.id}) } "
             "RETURN i.id AS id, coalesce(i.text, i.title) AS text")
 
 
@@ -326,7 +329,7 @@ class ModelCarry(BaseModel):
     users_kept: int = Field(0, description="Users in both generations (their properties copied).")
     relationships: int = Field(0, description="Model item-item relationships copied between kept items.")
     cold_items: int = Field(0, description="New items given a vector from their text.")
-    items_without_vector: int = Field(0, description="Items of the new generation left without a model vector.")
+    items_without_vector: int = Field(0, description="New items left without a model vector (kept items keep what they had).")
     seconds: float = 0.0
 
 
