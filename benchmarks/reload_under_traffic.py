@@ -95,7 +95,8 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     ap.add_argument("--before", type=int, default=200, help="Feedback writes before the reload.")
     ap.add_argument("--rate", type=float, default=10.0, help="Recommendation probes per second.")
     ap.add_argument("--during-rate", type=float, default=2.0, help="Feedback writes per second during the reload.")
-    ap.add_argument("--tail", type=float, default=5.0, help="Seconds of probing after the reload ends.")
+    ap.add_argument("--tail", type=float, default=20.0,
+                    help="Seconds of probing after the reload ends (with --refit: after the refit's model answers).")
     ap.add_argument("--refit", action="store_true", help="Let the reload start its background refit (default: --no-refit).")
     ap.add_argument("--timeout", type=float, default=900.0, help="Give up on the reload after this many seconds.")
     ap.add_argument("--refit-timeout", type=float, default=1800.0,
@@ -239,11 +240,11 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             out_lines = (proc.stdout or "").strip().splitlines()
             refit: dict[str, Any] | None = None
             if args.refit:
-                end = f_end if f_end is not None else r_end + args.refit_timeout
-                in_refit = [p for p in probes if r_end < p[0] <= end]
+                # from the end of the reload to the end of the run: the refit, its switch and the tail after it
+                in_refit = [p for p in probes if r_end < p[0]]
                 rlat = [s * 1000 for _, c, s in in_refit if c // 100 == 2]
                 refit = {"published": refit_model, "seconds_after_reload": round(f_end - r_end, 1) if f_end is not None else None,
-                         "probes": len(in_refit), "non_2xx": sum(1 for _, c, _ in in_refit if c // 100 != 2),
+                         "probes_after_reload": len(in_refit), "non_2xx": sum(1 for _, c, _ in in_refit if c // 100 != 2),
                          "latency_ms": {"median": round(statistics.median(rlat), 1) if rlat else None,
                                         "p99": round(_pct(rlat, 0.99), 1) if rlat else None}}
             return {
@@ -289,7 +290,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     if result["refit"] is not None:
         rf = result["refit"]
         print(f"background refit: model {rf['published']} serving {rf['seconds_after_reload']} s after the reload ended; "
-              f"{rf['probes']} probes meanwhile, non-2xx {rf['non_2xx']}, latency median {rf['latency_ms']['median']} ms, "
+              f"{rf['probes_after_reload']} probes from the end of the reload to the end of the run, non-2xx {rf['non_2xx']}, latency median {rf['latency_ms']['median']} ms, "
               f"p99 {rf['latency_ms']['p99']} ms")
     print(f"health before: {result['health_before']}\nhealth after: {result['health_after']}")
     print(f"wrote {path}")

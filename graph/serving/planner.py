@@ -67,9 +67,18 @@ def _require_items(store: GraphStore, item_ids: Sequence[str], p: Plan | None = 
         raise UnknownItemError(f"unknown item(s) in dataset {store.dataset!r}: {', '.join(map(repr, missing[:10]))}")
 
 
-def _live_model(store: GraphStore, user_id: str | None) -> tuple[ModelInfo | None, Plan]:
+def _live_model(store: GraphStore, user_id: str | None, *, wait: bool = False) -> tuple[ModelInfo | None, Plan]:
+    """The live model that answers (``None``: the active model is an embedding model) and the plan.
+
+    Right after a publish, until this process has read the new publication's tables (in the
+    background, seconds), the publication it served before answers, when it holds its tables for the
+    active generation (the answer names its version); ``wait`` (start-up) waits for the new one.
+    """
     p = plan(store, user_id)
-    return (p.info if p.info is not None and p.info.kind == "live" else None), p
+    info = p.info if p.info is not None and p.info.kind == "live" else None
+    if info is not None and not TABLES.ready(store, info, p.gen) and not wait:
+        info = TABLES.stand_in(store, info.tag, p.gen) or info  # no stand-in: this request waits for the tables
+    return info, p
 
 
 def recommend_live(store: GraphStore, user_id: str, k: int = 10, filters: Filters | dict[str, Any] | None = None) -> Served | None:
@@ -155,7 +164,7 @@ def recommend_cold_start(
 def warm(store: GraphStore) -> str | None:
     """Read what requests to the active live model need and keep it in the process (its tables and the
     catalogue), so that the first request does not; returns the model's tag (``None``: no live model)."""
-    info, p = _live_model(store, None)
+    info, p = _live_model(store, None, wait=True)
     if info is None:
         return None
     TABLES.get(store, info.tag, p.gen)

@@ -11,14 +11,19 @@ part in Cypher, as a sum over ``(:User)-[:INTERACTED]->(:Item)-[:NEIGHBOUR]->(:I
 
 from __future__ import annotations
 
-from itertools import repeat
+import logging
+import threading
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 import scipy.sparse as sp
 
+from graph.embeddings import ModelInfo
 from graph.serving.lru import LoadingLRU
 from graph.serving.store import GraphStore
+
+log = logging.getLogger(__name__)
 
 Q_LIVE_ITEMS = """
 MATCH (d:Dataset {name: $dataset})
@@ -129,10 +134,18 @@ def csr_slices(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 class TableCache:
-    """Process-wide LRU of :class:`LiveTables` by (database, dataset, tag, generation); thread-safe."""
+    """Process-wide LRU of :class:`LiveTables` by (database, dataset, tag, generation); thread-safe.
+
+    Reading a new publication's tables takes seconds (its NEIGHBOUR relationships). So that a publish
+    holds up no request, :meth:`ready` reads them in the background and, meanwhile, :meth:`stand_in`
+    names the publication this process already holds for the generation, which answers until then.
+    """
 
     def __init__(self, size: int = MAX_TABLES) -> None:
         self._lru: LoadingLRU[tuple[str, str, str, int], LiveTables] = LoadingLRU(size)
+        self._models: dict[tuple[str, str, str], ModelInfo] = {}
+        self._reading: set[tuple[str, str, str, int]] = set()
+        self._reading_lock = threading.Lock()
 
     def get(self, store: GraphStore, tag: str, gen: int) -> LiveTables:
         """The tables of publication ``tag`` for generation ``gen`` (read from the graph on first use).
@@ -141,11 +154,41 @@ class TableCache:
         before (when this process holds them) give the new one's relationships (see :func:`load_tables`).
         """
         same = (store.database, store.dataset, tag)
-        before = self._lru.find(lambda k: k[:3] == same and k[3] != gen)
+        found = self._lru.find(lambda k: k[:3] == same and k[3] != gen)
+        before = found[1] if found is not None else None
         return self._lru.get((*same, gen), lambda: load_tables(store, tag, before=before), lambda t: (*same, t.gen))
+
+    def ready(self, store: GraphStore, info: ModelInfo, gen: int) -> bool:
+        """Whether this process holds ``info``'s tables for ``gen``; when not, they are read in a background
+        thread (one per publication and generation)."""
+        key = (store.database, store.dataset, info.tag, gen)
+        self._models[key[:3]] = info
+        if self._lru.peek(key) is not None:
+            return True
+        with self._reading_lock:
+            if key in self._reading:
+                return False
+            self._reading.add(key)
+        threading.Thread(target=self._read, args=(store, info.tag, gen, key), name="graphrec-tables", daemon=True).start()
+        return False
+
+    def _read(self, store: GraphStore, tag: str, gen: int, key: tuple[str, str, str, int]) -> None:
+        try:
+            self.get(store, tag, gen)
+        except Exception as e:  # noqa: BLE001 - requests go on with the stand-in, or read the tables themselves
+            log.warning("reading the tables of %s (generation %s) failed: %s", tag, gen, e)
+        finally:
+            with self._reading_lock:
+                self._reading.discard(key)
+
+    def stand_in(self, store: GraphStore, tag: str, gen: int) -> ModelInfo | None:
+        """The publication (not ``tag``) whose tables for ``gen`` this process used last, or ``None``."""
+        found = self._lru.find(lambda k: k[:2] == (store.database, store.dataset) and k[3] == gen and k[2] != tag)
+        return self._models.get(found[0][:3]) if found is not None else None
 
     def clear(self) -> None:
         self._lru.clear()
+        self._models.clear()
 
 
 def load_tables(store: GraphStore, tag: str, before: LiveTables | None = None) -> LiveTables:

@@ -94,3 +94,42 @@ def test_another_publication_is_always_read() -> None:
     cache.get(g.store, "u", 2)
     assert g.calls == ["items", "neighbours"]
     assert isinstance(cache.get(g.store, "u", 2).neighbours, sp.csr_matrix)
+
+
+def test_after_a_publish_the_held_publication_answers_until_the_new_tables_are_read() -> None:
+    import threading
+
+    from graph.serving import planner
+    from graph.serving.catalogue import CATALOGUES
+    from graph.serving.live import Q_PLAN
+    from graph.serving.tables import TABLES
+    from tests.unit.graph.test_serving_live_unit import FakeGraph, _weights
+
+    class Publishing(FakeGraph):
+        tag = "t"
+        gate = threading.Event()
+
+        def read(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+            rows = super().read(query, params)
+            if query == Q_PLAN:
+                rows[0]["m"] = {**rows[0]["m"], "tag": self.tag, "version": f"v-{self.tag}"}
+            if query == Q_LIVE_NEIGHBOURS and self.tag == "t2":
+                assert self.gate.wait(30)  # the new publication's relationships take a while to read
+            return rows
+
+    TABLES.clear()
+    CATALOGUES.clear()
+    g = Publishing(_weights(), {"u1": ["i1", "i2"]})
+    assert planner.warm(g.store) == "t"
+    g.tag = "t2"  # a publish switched the pointer
+    served = planner.recommend(g.store, "u1", 3)  # does not wait for t2's tables
+    assert served.recs.model_tag == "t" and served.recs.model_version == "v-t"
+    assert planner.explain(g.store, served, as_dicts=True)  # explained with the tables that answered
+    g.gate.set()
+    for _ in range(100):  # the background read finishes
+        if planner.recommend(g.store, "u1", 3).recs.model_tag == "t2":
+            break
+        threading.Event().wait(0.05)
+    assert planner.recommend(g.store, "u1", 3).recs.model_tag == "t2"
+    TABLES.clear()
+    CATALOGUES.clear()
