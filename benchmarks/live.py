@@ -187,7 +187,15 @@ def run_live_bench(dataset: str, users: int | None, seed: int, workdir: Path, se
                 errors += r.status_code >= 300
             results["live"].append(_metrics(top20(user), test[user]))
         with open_graph(settings) as driver:
-            publish_live_checkpoint(driver, ck_refit, dataset, database=info.database, settings=settings, text_vectors=False)
+            refit_version = publish_live_checkpoint(driver, ck_refit, dataset, database=info.database, settings=settings,
+                                                    text_vectors=False).model.version
+        # the API reads a new publication's tables in the background and answers with the one it holds
+        # meanwhile: count the refit only once it answers
+        deadline = time.monotonic() + 300
+        while client.get(f"/v1/users/{evaluated[0]}/recommendations", params={"k": 1}).json().get("model_version") != refit_version:
+            if time.monotonic() > deadline:
+                raise SystemExit("the API did not serve the refit model within 300 s")
+            time.sleep(0.5)
         for user in evaluated:
             results["refit"].append(_metrics(top20(user), test[user]))
     means = {k: {"recall@20": float(np.mean([r for r, _ in v])), "ndcg@20": float(np.mean([n for _, n in v]))} for k, v in results.items()}

@@ -16,7 +16,7 @@ from graph.feedback import Interaction, record_interaction
 from graph.recommend import Filters
 from graph.recommend_fixtures import Q_CLEAR, Q_DATASET, Q_INTERACTIONS, Q_ITEMS, Q_USERS
 from graph.serving.explain_live import verify_neighbour
-from graph.serving.planner import explain, recommend, recommend_cold_start, similar_items
+from graph.serving.planner import explain, recommend, recommend_cold_start, similar_items, warm
 from graph.serving.publish_live import publish_live
 from graph.serving.store import GraphStore
 from graph.serving.tables import TABLES
@@ -245,6 +245,10 @@ def test_live_model_without_factors_is_healthy_and_diversifies(live: dict[str, A
     try:
         report = publish_live(store, bare, ck.item_ids, version="bare-ease-like", checkpoint="-", grace_s=0)
         assert report.items_with_factors == 0
+        # this process holds the earlier publication's tables, which would answer while the new ones are
+        # read in the background: wait for them (what the API does at start-up)
+        assert warm(store) == report.model.tag
+        assert recommend(store, "u9", 3).recs.model_version == "bare-ease-like"
         h = serving_health(store.driver, DS, live["db"])
         assert h.status == "ok" and h.coverage == 1.0 and h.items_with_vector == N_ITEMS, h
         # diversity without factors: MMR on the cosines of the items' neighbour rows
