@@ -94,9 +94,10 @@ def run_live_bench(dataset: str, users: int | None, seed: int, workdir: Path, se
     from api.cli.background_api import background_api
     from api.cli.common import connection_info, open_graph
     from api.cli.live_cmd import publish_live_checkpoint
+    from gnn.checkpoint import new_version
     from gnn.data import InteractionData, snapshot_from_frames
     from gnn.fusion.live import FusionGrid, fit_live_default
-    from gnn.live_checkpoint import save_live_checkpoint
+    from gnn.live_checkpoint import LIVE_MODEL_TYPE, save_live_checkpoint
     from gnn.live_pipeline import LiveFitConfig, choose_filter, filter_fitter, item_text_vectors
     from graph.load import LoadOptions, load_frames
     from graphrec.settings import get_settings
@@ -125,10 +126,11 @@ def run_live_bench(dataset: str, users: int | None, seed: int, workdir: Path, se
     form_refit, _ = fit_live_default(data, fit, vectors, grid=FusionGrid(seed=seed), evaluate_test=False, serve_on=("train", "val"))
     t_fit = time.perf_counter()
     ids = list(data.items.ids)
+    stamp = new_version(LIVE_MODEL_TYPE)  # the two versions differ, so answers tell which one served them
     ck_train = save_live_checkpoint(workdir / "live-train", form_train, ids, dataset=dataset, snapshot_hash=data.snapshot_hash,
-                                    extra={"served_on": ["train"], "filter": fc.model_dump()})
+                                    extra={"served_on": ["train"], "filter": fc.model_dump()}, version=f"{stamp}-train")
     ck_refit = save_live_checkpoint(workdir / "live-refit", form_refit, ids, dataset=dataset, snapshot_hash=data.snapshot_hash,
-                                    extra={"served_on": ["train", "val"], "filter": fc.model_dump()})
+                                    extra={"served_on": ["train", "val"], "filter": fc.model_dump()}, version=f"{stamp}-refit")
 
     val: dict[str, list[tuple[str, float | None, int]]] = {}
     for row in by_part["val"].itertuples():
