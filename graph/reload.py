@@ -33,8 +33,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from graph.connection import out_of_transaction_memory, read, write
-from graphrec.errors import Neo4jError
 from graph.schema import ITEM, MODEL_RELS, USER
+from graphrec.errors import Neo4jError
 
 log = logging.getLogger(__name__)
 

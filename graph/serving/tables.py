@@ -154,9 +154,12 @@ class TableCache:
         before (when this process holds them) give the new one's relationships (see :func:`load_tables`).
         """
         same = (store.database, store.dataset, tag)
-        found = self._lru.find(lambda k: k[:3] == same and k[3] != gen)
-        before = found[1] if found is not None else None
-        return self._lru.get((*same, gen), lambda: load_tables(store, tag, before=before), lambda t: (*same, t.gen))
+
+        def load() -> LiveTables:  # on a miss only: a hit (every request) looks for nothing else
+            found = self._lru.find(lambda k: k[:3] == same and k[3] != gen)
+            return load_tables(store, tag, before=found[1] if found is not None else None)
+
+        return self._lru.get((*same, gen), load, lambda t: (*same, t.gen))
 
     def ready(self, store: GraphStore, info: ModelInfo, gen: int) -> bool:
         """Whether this process holds ``info``'s tables for ``gen``; when not, they are read in a background
@@ -230,6 +233,9 @@ def _carried(store: GraphStore, before: LiveTables, tag: str, gen: int, ids: lis
     when the active generation holds exactly that many NEIGHBOUR relationships; else ``None``."""
     if before.tag != tag or before.gen == gen:
         return None
+    counted = store.read(Q_NEIGHBOUR_DEGREES, {})
+    if not counted or int(counted[0]["gen"]) != gen:
+        return None
     old = np.fromiter(map(before.row.get, ids, repeat(-1)), dtype=np.int64, count=len(ids))
     to_new = np.full(len(before.ids), -1, np.int64)
     kept = np.flatnonzero(old >= 0)
@@ -237,8 +243,7 @@ def _carried(store: GraphStore, before: LiveTables, tag: str, gen: int, ids: lis
     coo = before.neighbours.tocoo()
     a, b = to_new[coo.row], to_new[coo.col]
     keep = (a >= 0) & (b >= 0)
-    counted = store.read(Q_NEIGHBOUR_DEGREES, {})
-    if not counted or int(counted[0]["gen"]) != gen or int(counted[0]["n"] or 0) != int(keep.sum()):
+    if int(counted[0]["n"] or 0) != int(keep.sum()):
         return None
     return sp.csr_matrix((coo.data[keep], (a[keep], b[keep])), shape=(len(ids), len(ids)))
 
