@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from gnn.data import InteractionData
+from gnn.filters.base import DEFAULT_CORRECTION_RANK
 from gnn.fusion.live import FusionGrid, fit_live_default
 from gnn.holdout import carve_validation, merge_parts
 from gnn.live import LiveForm
@@ -38,6 +39,7 @@ class LiveFitConfig(BaseModel):
     filter: dict[str, Any] | None = Field(None, description="A fixed filter config (gnn.filters.config); None: chosen on validation.")
     select_budget_s: float = Field(120.0, gt=0, description="Time budget of the filter selection on validation.")
     neighbours_top_k: int = Field(100, gt=0, description="Filter neighbours kept per item (NEIGHBOUR relationships).")
+    correction_rank: int = Field(DEFAULT_CORRECTION_RANK, ge=0, description="Rank of the low-rank correction of the cut neighbours (gnn.filters.base; 0: none).")
     text_top_k: int = Field(20, ge=0, description="Text neighbours per item (0: no content term).")
     use_text: bool = Field(True, description="Fuse BERT text neighbours when the items have text.")
     grid: FusionGrid = Field(default_factory=FusionGrid)
@@ -65,11 +67,12 @@ def choose_filter(data: InteractionData, cfg: LiveFitConfig) -> tuple[Any, dict[
     from gnn.filters.config import load_filter_config
 
     if cfg.filter is not None:
-        fc = load_filter_config({**cfg.filter, "neighbours_top_k": cfg.neighbours_top_k})
+        fc = load_filter_config({"correction_rank": cfg.correction_rank, **cfg.filter, "neighbours_top_k": cfg.neighbours_top_k})
         return fc, {"chosen": "given", "config": fc.model_dump()}
     from gnn.filters.selection import SelectionConfig, select_filter
 
-    result = select_filter(data, SelectionConfig(time_budget_s=cfg.select_budget_s, neighbours_top_k=cfg.neighbours_top_k, seed=cfg.seed),
+    result = select_filter(data, SelectionConfig(time_budget_s=cfg.select_budget_s, neighbours_top_k=cfg.neighbours_top_k,
+                                                       correction_rank=cfg.correction_rank, seed=cfg.seed),
                            device="cpu")
     return result.config, result.to_json()
 

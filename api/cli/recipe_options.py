@@ -146,7 +146,7 @@ def run_filter_bench_command(
     if neighbours_top_k is not None:
         overrides["neighbours_top_k"] = neighbours_top_k
     selection = SelectionConfig(time_budget_s=budget, max_val_users=max_val_users, seed=seed,
-                                **({"neighbours_top_k": overrides["neighbours_top_k"]} if "neighbours_top_k" in overrides else {}))
+                                **{k: overrides[k] for k in ("neighbours_top_k", "correction_rank") if k in overrides})
     data, load_s = load_fixed_split(path, dataset, seed)
     typer.echo(f"{dataset}: {data.num_users} users, {data.num_items} items, train {len(data.train)}, test {len(data.test)} (read {load_s:.1f} s)")
     record = run_filter_bench(data, model, overrides=overrides, selection=selection, select_on=select_on, device=device, echo=typer.echo)

@@ -220,7 +220,7 @@ def _train_filter(
         overrides["neighbours_top_k"] = neighbours_top_k
     selection = None
     if model == "auto":
-        cfg = SelectionConfig(time_budget_s=budget, seed=seed, **({"neighbours_top_k": overrides["neighbours_top_k"]} if "neighbours_top_k" in overrides else {}))
+        cfg = SelectionConfig(time_budget_s=budget, seed=seed, **{k: overrides[k] for k in ("neighbours_top_k", "correction_rank") if k in overrides})
         fitted = auto_fit(data, cfg, device)
         net, selection, eval_data, config = fitted.model, fitted.selection, fitted.data, fitted.selection.config
         typer.echo(f"selected {config.model_dump()} on validation: {selection.val_metrics} ({selection.seconds:.1f} s)")

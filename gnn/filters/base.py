@@ -15,6 +15,23 @@ outgoing weights of :math:`\mathbf{W}` (an item never votes for itself) and the 
 truncated matrix, so offline evaluation measures what serving serves. With ``None``, the scorer
 applies the exact :math:`\mathbf{W}` through sparse products (:meth:`GraphFilter.apply_linear`).
 Self-votes only change the scores of items already in the history, which are never recommended.
+
+The cut drops many small weights and every negative one (a sharpened filter's), and the dropped
+mass is mostly smooth over the item graph. With ``correction_rank`` :math:`c > 0`, the truncated
+model gets it back inside the span of the top-:math:`c` eigenvectors :math:`\mathbf{U}` of the
+normalised item-item graph (the top right singular vectors of :math:`\tilde{\mathbf{R}}`): with
+:math:`\mathbf{F}` the exact item-item part, :math:`\mathbf{W}` its cut and
+:math:`\mathbf{E} = \mathbf{F} - \mathbf{W}`, the served item-item part is
+
+.. math::
+    \mathbf{W} + \mathbf{U}\mathbf{U}^\top\mathbf{E} + \mathbf{E}\mathbf{U}\mathbf{U}^\top
+      - \mathbf{U}\mathbf{U}^\top\mathbf{E}\mathbf{U}\mathbf{U}^\top
+
+which equals :math:`\mathbf{F}` on every pair of items that the span reaches from either side and
+:math:`\mathbf{W}` only where both sides are orthogonal to it. The correction is low rank
+(:math:`2c`): in factors :math:`[\mathbf{U}, \mathbf{E}\mathbf{U}]`, out factors
+:math:`[(\mathbf{I} - \mathbf{U}\mathbf{U}^\top)\mathbf{E}^\top\mathbf{U}, \mathbf{U}]`, so it
+joins the low-rank part of the live form and serving stays exact. Memory: :math:`16Ic` bytes.
 """
 
 from __future__ import annotations
@@ -33,6 +50,13 @@ from gnn.models import Recommender, Scorer
 
 DEFAULT_NEIGHBOURS_TOP_K = 100
 """Neighbours kept per item by default: 1M item-item edges for a 10k-item catalogue."""
+
+DEFAULT_CORRECTION_RANK = 256
+"""Rank of the cut's low-rank correction in the filter configs (the models' own default is 0, so
+checkpoints saved without one load unchanged)."""
+
+DEFAULT_FACTOR_RANK = 512
+"""Width of the served low-rank part of a corrected filter in the configs (see ``factor_rank``)."""
 
 
 def rows_times_sparse(rows: Tensor, cols: Tensor, num_rows: int, indptr: Tensor, indices: Tensor, values: Tensor, num_items: int) -> Tensor:
@@ -67,6 +91,12 @@ class GraphFilter(Recommender):
             score with them; ``None`` scores with the exact item-item part.
             (default: :data:`DEFAULT_NEIGHBOURS_TOP_K`)
         batch_users (int, optional): Rows per block when computing neighbours. (default: ``1024``)
+        correction_rank (int, optional): Rank :math:`c` of the spectral correction of the cut
+            item-item part (see the module docstring); ``0``: none. (default: ``0``)
+        factor_rank (int, optional): With a correction, the whole low-rank part (correction plus
+            low-pass filter) is served as its best approximation of this rank
+            (:func:`compress_factors`), so serving costs no more than a low-pass filter of that
+            rank; ``None``: not compressed. (default: ``None``)
     """
 
     trainable: ClassVar[bool] = False
@@ -76,24 +106,35 @@ class GraphFilter(Recommender):
     fitted_parts: tuple[str, ...] = ("train",)
     """Split parts the model was fitted on (set by :func:`gnn.filters.selection.fit_filter`)."""
 
-    def __init__(self, num_users: int, num_items: int, neighbours_top_k: int | None = DEFAULT_NEIGHBOURS_TOP_K, batch_users: int = 1024) -> None:
+    def __init__(self, num_users: int, num_items: int, neighbours_top_k: int | None = DEFAULT_NEIGHBOURS_TOP_K, batch_users: int = 1024,
+                 correction_rank: int = 0, factor_rank: int | None = None) -> None:
         super().__init__(num_users, num_items)
         if neighbours_top_k is not None and neighbours_top_k <= 0:
             raise ModelError("neighbours_top_k must be positive or None")
         if batch_users <= 0:
             raise ModelError("batch_users must be positive")
+        if correction_rank < 0:
+            raise ModelError("correction_rank must be >= 0")
+        if factor_rank is not None and factor_rank <= 0:
+            raise ModelError("factor_rank must be positive or None")
         self.neighbours_top_k = neighbours_top_k
         self.batch_users = batch_users
+        self.correction_rank = int(correction_rank)
+        self.factor_rank = factor_rank
         self.init_kwargs.update(neighbours_top_k=neighbours_top_k, batch_users=batch_users)
+        if self.correction_rank:
+            self.init_kwargs.update(correction_rank=self.correction_rank, factor_rank=factor_rank)
         self.register_buffer("item_degree", torch.zeros(num_items))
         self.register_buffer("basis", torch.zeros(num_items, 0))
         self.register_buffer("nb_indptr", torch.zeros(0, dtype=torch.long))
         self.register_buffer("nb_indices", torch.zeros(0, dtype=torch.long))
         self.register_buffer("nb_values", torch.zeros(0))
+        self.register_buffer("corr_in", torch.zeros(num_items, 0))
+        self.register_buffer("corr_out", torch.zeros(num_items, 0))
         self._graph: tuple[tuple[Any, ...], ItemGraph] | None = None
 
     def _resizable_buffers(self) -> tuple[str, ...]:
-        return (*super()._resizable_buffers(), "basis", "nb_indptr", "nb_indices", "nb_values")
+        return (*super()._resizable_buffers(), "basis", "nb_indptr", "nb_indices", "nb_values", "corr_in", "corr_out")
 
     # -- the graph of the interactions this model holds ------------------------------------------
     def graph(self) -> ItemGraph:
@@ -114,8 +155,18 @@ class GraphFilter(Recommender):
         r"""The exact item-item part applied to dense rows: :math:`\mathbf{X}\mathbf{W}`, ``(B, I)`` -> ``(B, I)``."""
         raise NotImplementedError
 
+    def apply_linear_t(self, x: Tensor) -> Tensor:
+        r"""The transposed item-item part applied to dense rows: :math:`\mathbf{X}\mathbf{W}^\top`.
+
+        Default: :meth:`apply_linear` (a symmetric item-item part); non-symmetric filters override it.
+        """
+        return self.apply_linear(x)
+
     def fit_linear(self, graph: ItemGraph) -> None:
         """Compute what :meth:`apply_linear` needs beyond the graph (EASE's weights). Default: nothing."""
+
+    def fit_low_pass(self, graph: ItemGraph) -> None:
+        """Compute what :meth:`factors` needs beyond the basis (runs before the cut). Default: nothing."""
 
     # -- fitting -------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -129,6 +180,7 @@ class GraphFilter(Recommender):
             self.basis = torch.zeros(self.num_items, 0, device=self.item_degree.device)
         self.nb_indptr = torch.zeros(0, dtype=torch.long, device=self.item_degree.device)
         self.fit_linear(graph)
+        self.fit_low_pass(graph)
         if self.neighbours_top_k is not None:
             self.truncate(self.neighbours_top_k)
 
@@ -148,10 +200,57 @@ class GraphFilter(Recommender):
         self.nb_values = torch.from_numpy(w.data.astype(np.float32)).to(dev)
         self.neighbours_top_k = int(top_k)
         self.init_kwargs["neighbours_top_k"] = int(top_k)
+        self._fit_correction(w)
         self.release_linear()
+
+    @torch.no_grad()
+    def _fit_correction(self, w: sp.csr_matrix) -> None:
+        """Store the served low-rank part of the cut ``w`` (its correction plus the low-pass part)."""
+        dev = self.item_degree.device
+        f = self.corrected_low_rank(w)
+        self.corr_in, self.corr_out = f if f is not None else (torch.zeros(self.num_items, 0, device=dev),) * 2
+
+    @torch.no_grad()
+    def corrected_low_rank(self, w: sp.csr_matrix) -> tuple[Tensor, Tensor] | None:
+        """In / out factors of the whole served low-rank part of ``w``, a cut of the exact item-item
+        part: its correction (see the module docstring) and the low-pass part with :math:`\alpha`
+        folded in, compressed to ``factor_rank``; ``None`` without ``correction_rank``. Needs the
+        exact part."""
+        dev = self.item_degree.device
+        c = min(self.correction_rank, self.num_items, self.num_users)
+        if c <= 0:
+            return None
+        u = self.basis[:, :c] if self.basis.shape[1] >= c else self.graph().low_pass_basis(c)[0]
+        ut = u.t().contiguous()
+        un = u.cpu().numpy().astype(np.float32)
+        e_t_u = self.apply_linear(ut).t() - torch.from_numpy(np.asarray(w.T @ un, np.float32)).to(dev)  # (F - W)^T U
+        e_u = self.apply_linear_t(ut).t() - torch.from_numpy(np.asarray(w @ un, np.float32)).to(dev)  # (F - W) U
+        p, q = [u, e_u], [e_t_u - u @ (u.t() @ e_t_u), u]
+        f = self.factors()
+        if f is not None:
+            p, q = [*p, f[0]], [*q, self.alpha * f[1]]
+        return compress_factors(torch.cat(p, 1), torch.cat(q, 1), self.factor_rank)
 
     def release_linear(self) -> None:
         """Drop state only the exact item-item part needs, once the top-k rows are stored. Default: nothing."""
+
+    @property
+    def corrected(self) -> bool:
+        """Whether the truncated item-item part carries a spectral correction."""
+        return self.truncated and self.corr_in.shape[1] > 0
+
+    def low_rank(self, served: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, float] | None:
+        r"""The whole low-rank part as ``(P, Q, weight)``: the scores add ``weight * (h P) Q^T``.
+
+        Without a correction, :meth:`factors` and :math:`\alpha`; with one, the factors of
+        :meth:`corrected_low_rank` (``served``, else the stored ones) and weight 1.
+        """
+        if served is None and self.corrected:
+            served = (self.corr_in, self.corr_out)
+        if served is not None:
+            return served[0], served[1], 1.0
+        f = self.factors()
+        return None if f is None else (f[0], f[1], float(self.alpha))
 
     def factors(self) -> tuple[Tensor, Tensor] | None:
         r"""The low-rank in / out factors :math:`(\mathbf{D}_I^{-\beta}\mathbf{V}, \mathbf{D}_I^{\beta}\mathbf{V})`, or ``None``."""
@@ -198,9 +297,9 @@ class GraphFilter(Recommender):
             # row-major before adding the low-rank part and before the caller's top-k: both are
             # several times slower on the transposed layout the sparse products leave behind
             out = self.apply_linear(h.to_dense()).contiguous()
-        f = self.factors()
+        f = self.low_rank()
         if f is not None:
-            out.addmm_(h @ f[0], f[1].t(), alpha=self.alpha)
+            out.addmm_(h @ f[0], f[1].t(), alpha=f[2])
         return out
 
     def scorer(self) -> Scorer:
@@ -225,12 +324,32 @@ class GraphFilter(Recommender):
             w = _cut_rows(self.stored_neighbours(), top_k)
         else:
             w = self.neighbour_matrix(top_k)
-        f = self.factors()
+        if self.corrected and top_k != self.neighbours_top_k:
+            raise ModelError(f"a corrected model serves its {self.neighbours_top_k} neighbours per item, not {top_k}")
+        f = self.low_rank(None if self.truncated else self.corrected_low_rank(w))
         if f is None:
             return LiveForm(neighbours=w)
         return LiveForm(
-            neighbours=w, in_factors=f[0].cpu().numpy().astype(np.float32), out_factors=f[1].cpu().numpy().astype(np.float32), alpha=float(self.alpha)
+            neighbours=w, in_factors=f[0].cpu().numpy().astype(np.float32), out_factors=f[1].cpu().numpy().astype(np.float32), alpha=f[2]
         )
+
+
+@torch.no_grad()
+def compress_factors(p: Tensor, q: Tensor, rank: int | None) -> tuple[Tensor, Tensor]:
+    r"""The best rank-``rank`` factors of :math:`\mathbf{P}\mathbf{Q}^\top` (Eckart-Young), split evenly.
+
+    With :math:`\mathbf{P} = \mathbf{Q}_P\mathbf{R}_P`, :math:`\mathbf{Q} = \mathbf{Q}_Q\mathbf{R}_Q`
+    (thin QR) and :math:`\mathbf{R}_P\mathbf{R}_Q^\top = \mathbf{A}\boldsymbol{\Sigma}\mathbf{B}^\top`,
+    returns :math:`(\mathbf{Q}_P\mathbf{A}_r\boldsymbol{\Sigma}_r^{1/2}, \mathbf{Q}_Q\mathbf{B}_r\boldsymbol{\Sigma}_r^{1/2})`.
+    Cost :math:`O(I d^2)` for factors of width :math:`d`; unchanged when ``rank`` is ``None`` or not below :math:`d`.
+    """
+    if rank is None or rank >= p.shape[1]:
+        return p.contiguous(), q.contiguous()
+    qp, rp = torch.linalg.qr(p.double())
+    qq, rq = torch.linalg.qr(q.double())
+    a, s, bh = torch.linalg.svd(rp @ rq.t())
+    root = s[:rank].sqrt()
+    return (qp @ (a[:, :rank] * root)).to(p.dtype).contiguous(), (qq @ (bh[:rank].t() * root)).to(q.dtype).contiguous()
 
 
 def _cut_rows(w: sp.csr_matrix, k: int) -> sp.csr_matrix:

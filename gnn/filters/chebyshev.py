@@ -106,6 +106,10 @@ class ChebyshevFilter(GraphFilter):
         neighbours_top_k (int, optional): Item-item weights kept per item, scored with the truncated
             matrix; ``None``: exact. (default: ``100``)
         batch_users (int, optional): Items per block when computing neighbours. (default: ``1024``)
+        correction_rank (int, optional): Rank of the low-rank correction of the cut item-item part
+            (:mod:`gnn.filters.base`); ``0``: none. (default: ``0``)
+        factor_rank (int, optional): With a correction, the served low-rank part is compressed to
+            this rank; ``None``: not compressed. (default: ``None``)
 
     Shapes:
         - **scorer:** users :math:`(B,)` -> scores :math:`(B, I)`
@@ -123,8 +127,10 @@ class ChebyshevFilter(GraphFilter):
         power: float = 0.3,
         neighbours_top_k: int | None = DEFAULT_NEIGHBOURS_TOP_K,
         batch_users: int = 1024,
+        correction_rank: int = 0,
+        factor_rank: int | None = None,
     ) -> None:
-        super().__init__(num_users, num_items, neighbours_top_k, batch_users)
+        super().__init__(num_users, num_items, neighbours_top_k, batch_users, correction_rank, factor_rank)
         if rank < 0 or flatness <= 0:
             raise ModelError("rank must be >= 0 and flatness > 0")
         self.order, self.flatness = int(order), float(flatness)
@@ -137,3 +143,9 @@ class ChebyshevFilter(GraphFilter):
         xt = (x * degree_power(d, -self.power)).t().contiguous()
         (out,) = chebyshev_filter_t(self.graph(), xt, self.coefficients)
         return out.t() * degree_power(d, self.power)
+
+    def apply_linear_t(self, x: Tensor) -> Tensor:
+        d = self.item_degree.to(x.device)
+        xt = (x * degree_power(d, self.power)).t().contiguous()
+        (out,) = chebyshev_filter_t(self.graph(), xt, self.coefficients)
+        return out.t() * degree_power(d, -self.power)

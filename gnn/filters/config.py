@@ -11,7 +11,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from graphrec.errors import InvalidArgumentError
-from gnn.filters.base import DEFAULT_NEIGHBOURS_TOP_K, GraphFilter
+from gnn.filters.base import DEFAULT_CORRECTION_RANK, DEFAULT_FACTOR_RANK, DEFAULT_NEIGHBOURS_TOP_K, GraphFilter
 from gnn.filters.ease import DEFAULT_MAX_BYTES
 from gnn.models import build_model
 
@@ -28,6 +28,14 @@ class FilterConfig(BaseModel):
     truncated matrix so evaluation measures what is served. ``None``: exact item-item part."""
     batch_users: int = Field(1024, gt=0)
     """Items per block when computing the top-k neighbours."""
+    correction_rank: int = Field(DEFAULT_CORRECTION_RANK, ge=0)
+    """Rank of the low-rank correction that gives the cut item-item part back what the cut dropped,
+    inside the span of the item graph's top eigenvectors (:mod:`gnn.filters.base`); it joins the
+    served low-rank part (``2 * correction_rank`` more factor dimensions). 0: none."""
+    factor_rank: int | None = Field(DEFAULT_FACTOR_RANK, gt=0)
+    """With a correction, the whole served low-rank part (correction and low-pass filter) is cut to
+    its best approximation of this rank, which bounds the factor width serving multiplies per
+    request and stores per item. ``None``: not cut."""
 
     def model_kwargs(self) -> dict[str, Any]:
         """Constructor keyword arguments of the model (everything but ``model``)."""

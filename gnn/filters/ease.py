@@ -55,6 +55,10 @@ class EASE(GraphFilter):
         neighbours_top_k (int, optional): Weights kept per item, scored with the truncated matrix;
             ``None``: exact (dense :math:`\mathbf{B}` kept). (default: ``100``)
         batch_users (int, optional): Items per block when computing neighbours. (default: ``1024``)
+        correction_rank (int, optional): Rank of the low-rank correction of the cut item-item part
+            (:mod:`gnn.filters.base`); ``0``: none. (default: ``0``)
+        factor_rank (int, optional): With a correction, the served low-rank part is compressed to
+            this rank; ``None``: not compressed. (default: ``None``)
 
     Shapes:
         - **scorer:** users :math:`(B,)` -> scores :math:`(B, I)`
@@ -69,8 +73,10 @@ class EASE(GraphFilter):
         max_bytes: int = DEFAULT_MAX_BYTES,
         neighbours_top_k: int | None = DEFAULT_NEIGHBOURS_TOP_K,
         batch_users: int = 1024,
+        correction_rank: int = 0,
+        factor_rank: int | None = None,
     ) -> None:
-        super().__init__(num_users, num_items, neighbours_top_k, batch_users)
+        super().__init__(num_users, num_items, neighbours_top_k, batch_users, correction_rank, factor_rank)
         if reg <= 0:
             raise ModelError("reg must be positive")
         self.reg, self.max_bytes = float(reg), int(max_bytes)
@@ -100,6 +106,11 @@ class EASE(GraphFilter):
         if self.weights.shape != (self.num_items, self.num_items):
             raise ModelError("EASE is not fitted (or was fitted with neighbours_top_k)")
         return x @ self.weights.to(x.device)
+
+    def apply_linear_t(self, x: Tensor) -> Tensor:
+        if self.weights.shape != (self.num_items, self.num_items):
+            raise ModelError("EASE is not fitted (or was fitted with neighbours_top_k)")
+        return x @ self.weights.to(x.device).t()
 
 
 def _gram_cpu(h: Tensor):  # type: ignore[no-untyped-def]

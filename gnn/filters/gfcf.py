@@ -10,6 +10,7 @@ from torch import Tensor
 
 from graphrec.errors import ModelError
 from gnn.filters.base import DEFAULT_NEIGHBOURS_TOP_K, GraphFilter
+from gnn.filters.normalise import ItemGraph
 from gnn.models import register_model
 
 
@@ -52,6 +53,10 @@ class GFCF(GraphFilter):
         neighbours_top_k (int, optional): Item-item weights kept per item, scored with the truncated
             matrix; ``None``: exact. (default: ``100``)
         batch_users (int, optional): Items per block when computing neighbours. (default: ``1024``)
+        correction_rank (int, optional): Rank of the low-rank correction of the cut item-item part
+            (:mod:`gnn.filters.base`); ``0``: none. (default: ``0``)
+        factor_rank (int, optional): With a correction, the served low-rank part is compressed to
+            this rank; ``None``: not compressed. (default: ``None``)
 
     Shapes:
         - **scorer:** users :math:`(B,)` -> scores :math:`(B, I)`
@@ -68,8 +73,10 @@ class GFCF(GraphFilter):
         sharpen: float = 0.0,
         neighbours_top_k: int | None = DEFAULT_NEIGHBOURS_TOP_K,
         batch_users: int = 1024,
+        correction_rank: int = 0,
+        factor_rank: int | None = None,
     ) -> None:
-        super().__init__(num_users, num_items, neighbours_top_k, batch_users)
+        super().__init__(num_users, num_items, neighbours_top_k, batch_users, correction_rank, factor_rank)
         if rank < 0:
             raise ModelError("rank must be >= 0")
         if sharpen < 0:
@@ -87,13 +94,11 @@ class GFCF(GraphFilter):
         return lin - self.sharpen * graph.propagate(lin) if self.sharpen else lin
 
     @torch.no_grad()
-    def fit(self) -> None:
+    def fit_low_pass(self, graph: ItemGraph) -> None:
         self.sharp_out = torch.zeros(self.num_items, 0, device=self.item_degree.device)
-        super().fit()
         f = super().factors()
         if self.sharpen and f is not None:
-            q = f[1]
-            self.sharp_out = q - self.sharpen * self.graph().propagate_t(q)
+            self.sharp_out = f[1] - self.sharpen * graph.propagate_t(f[1])
 
     def factors(self) -> tuple[Tensor, Tensor] | None:
         r"""In / out factors; with sharpening the out-factors are :math:`(\mathbf{I} - T\tilde{\mathbf{P}})\mathbf{D}_I^{\beta}\mathbf{V}`."""

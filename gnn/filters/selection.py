@@ -28,7 +28,7 @@ from torch import Tensor
 from graphrec.errors import InvalidArgumentError, ModelError
 from gnn.data import InteractionData
 from gnn.evaluate import Evaluator, resolve_device
-from gnn.filters.base import DEFAULT_NEIGHBOURS_TOP_K, GraphFilter
+from gnn.filters.base import DEFAULT_CORRECTION_RANK, DEFAULT_NEIGHBOURS_TOP_K, GraphFilter
 from gnn.filters.chebyshev import chebyshev_coefficients, chebyshev_filter_t
 from gnn.filters.config import FilterConfig, filter_config
 from gnn.filters.ease import DEFAULT_MAX_BYTES, ease_memory_bytes
@@ -64,10 +64,10 @@ class SelectionConfig(BaseModel):
     """Low-pass ranks tried with GF-CF (the Chebyshev filters use the best of them)."""
     sharpens: list[float] | None = None
     """GF-CF sharpening times tried (BSPM's inverse heat step; 0 is plain GF-CF). ``None``: 0, 0.5 and 1
-    when the chosen model scores with its exact item-item part (``neighbours_top_k`` ``None``), only 0
-    when it is cut to ``neighbours_top_k`` neighbours: the search scores exact filters, and the
-    sharpening's negative item-item weights are what the cut drops (on Gowalla its validation gain
-    vanished at 100 neighbours per item)."""
+    when the chosen model scores with its exact item-item part or its cut carries a low-rank
+    correction (``correction_rank`` > 0), only 0 otherwise: the search scores exact filters, and a
+    plain cut drops the sharpening's negative item-item weights (on Gowalla its validation gain
+    vanished at 100 neighbours per item; the correction gives it back)."""
     orders: list[int] = Field(default_factory=lambda: [2, 4, 8])
     """Chebyshev orders tried (cheapest first)."""
     powers: list[float] = Field(default_factory=lambda: [0.3, 0.5])
@@ -80,6 +80,8 @@ class SelectionConfig(BaseModel):
     """Memory limit of EASE's dense matrices (EASE is skipped above it)."""
     neighbours_top_k: int | None = Field(DEFAULT_NEIGHBOURS_TOP_K, gt=0)
     """``neighbours_top_k`` of the chosen model (the search scores the exact filters)."""
+    correction_rank: int = Field(DEFAULT_CORRECTION_RANK, ge=0)
+    """``correction_rank`` of the chosen model (:mod:`gnn.filters.base`)."""
     batch_users: int = Field(1024, gt=0)
     """Users per scoring block during the search."""
 
@@ -88,7 +90,7 @@ class SelectionConfig(BaseModel):
         """The sharpening times to try (see :attr:`sharpens`)."""
         if self.sharpens is not None:
             return list(self.sharpens)
-        return [0.0, 0.5, 1.0] if self.neighbours_top_k is None else [0.0]
+        return [0.0, 0.5, 1.0] if self.neighbours_top_k is None or self.correction_rank > 0 else [0.0]
 
 
 @dataclass
@@ -171,7 +173,7 @@ class _Search:
 
     def record(self, configs: list[FilterConfig], metrics: list[dict[str, float]], seconds: float) -> None:
         for c, m in zip(configs, metrics):
-            self.candidates.append({"config": c.model_dump(exclude={"batch_users", "neighbours_top_k"}), **m, "pass_seconds": round(seconds, 2)})
+            self.candidates.append({"config": c.model_dump(exclude={"batch_users", "neighbours_top_k", "correction_rank"}), **m, "pass_seconds": round(seconds, 2)})
 
     def run(self, configs: list[FilterConfig], scores: Callable[[Tensor], Iterator[Tensor]]) -> float:
         t0 = time.perf_counter()
@@ -187,7 +189,7 @@ class _Search:
         combos = [(r, a) for r in self.cfg.ranks if r <= self.basis.shape[1] for a in self.cfg.alphas if a > 0] + [(0, 0.0)]
         sharpens = sorted(set(self.cfg.sharpen_grid())) or [0.0]
         configs = [
-            filter_config("gfcf", alpha=a, rank=r, sharpen=t, neighbours_top_k=self.cfg.neighbours_top_k)
+            filter_config("gfcf", alpha=a, rank=r, sharpen=t, neighbours_top_k=self.cfg.neighbours_top_k, correction_rank=self.cfg.correction_rank)
             for t in sharpens for r, a in combos
         ]
         facs = {r: self.factors(0.5, r) for r, _ in combos if r}
@@ -220,7 +222,7 @@ class _Search:
         flats = list(self.cfg.flatnesses)
         alphas = sorted(set(self.cfg.alphas) | {0.0}) if rank else [0.0]
         configs = [
-            filter_config("chebycf", order=order, flatness=f, alpha=a, rank=rank, power=power, neighbours_top_k=self.cfg.neighbours_top_k)
+            filter_config("chebycf", order=order, flatness=f, alpha=a, rank=rank, power=power, neighbours_top_k=self.cfg.neighbours_top_k, correction_rank=self.cfg.correction_rank)
             for f in flats for a in alphas
         ]
         coeffs = torch.stack([chebyshev_coefficients(order, f) for f in flats]).float()
@@ -241,7 +243,7 @@ class _Search:
         return self.run(configs, scores)
 
     def ease_pass(self, reg: float, gram: Tensor) -> float:
-        config = filter_config("ease", reg=reg, max_bytes=self.cfg.ease_max_bytes, neighbours_top_k=self.cfg.neighbours_top_k)
+        config = filter_config("ease", reg=reg, max_bytes=self.cfg.ease_max_bytes, neighbours_top_k=self.cfg.neighbours_top_k, correction_rank=self.cfg.correction_rank)
         g = gram.clone()
         g.diagonal().add_(reg)
         p = torch.linalg.inv(g)
@@ -309,9 +311,10 @@ def select_filter(data: InteractionData, cfg: SelectionConfig | None = None, dev
         raise ModelError("no candidate was scored within the time budget")
     best = max(search.candidates, key=lambda c: c[cfg.monitor])
     settings = {k: v for k, v in best["config"].items() if k != "model"}
-    chosen = filter_config(best["config"]["model"], **settings, neighbours_top_k=cfg.neighbours_top_k)
+    serving = {"neighbours_top_k": cfg.neighbours_top_k, "correction_rank": cfg.correction_rank}
+    chosen = filter_config(best["config"]["model"], **settings, **serving)
     if chosen.model == "ease":
-        chosen = filter_config("ease", **{**settings, "max_bytes": cfg.ease_max_bytes}, neighbours_top_k=cfg.neighbours_top_k)
+        chosen = filter_config("ease", **{**settings, "max_bytes": cfg.ease_max_bytes}, **serving)
     return SelectionResult(
         config=chosen,
         val_metrics={k: best[k] for k in ("recall@20", "ndcg@20")},

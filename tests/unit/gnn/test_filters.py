@@ -124,12 +124,13 @@ def test_chebyshev_interpolates_the_target_at_its_nodes() -> None:
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("top_k", [1, 4])
-def test_live_form_equals_the_truncated_scorer(data: InteractionData, model: str, top_k: int) -> None:
-    net = fit_filter(_config(model, neighbours_top_k=top_k, **SETTINGS[model]), data, device="cpu")
-    assert net.truncated
+@pytest.mark.parametrize("correction", [0, 5])
+def test_live_form_equals_the_truncated_scorer(data: InteractionData, model: str, top_k: int, correction: int) -> None:
+    net = fit_filter(_config(model, neighbours_top_k=top_k, correction_rank=correction, **SETTINGS[model]), data, device="cpu")
+    assert net.truncated and net.corrected == (correction > 0)
     live = net.live_form(top_k)
     assert live.top_k <= top_k and live.neighbours.diagonal().sum() == 0
-    assert (live.rank > 0) == (model != "ease")
+    assert (live.rank > 0) == (model != "ease" or correction > 0)
     r = _dense(data)
     got = net.scorer()(torch.arange(data.num_users)).numpy()
     np.testing.assert_allclose(live.scores(r), got, rtol=1e-5, atol=1e-6)
@@ -137,7 +138,7 @@ def test_live_form_equals_the_truncated_scorer(data: InteractionData, model: str
 
 @pytest.mark.parametrize("model", MODELS)
 def test_live_form_with_every_neighbour_equals_the_exact_model(data: InteractionData, model: str) -> None:
-    net = fit_filter(_config(model, neighbours_top_k=None, **SETTINGS[model]), data, device="cpu")
+    net = fit_filter(_config(model, neighbours_top_k=None, correction_rank=0, **SETTINGS[model]), data, device="cpu")
     r = _dense(data)
     live = net.live_form(data.num_items)
     exact = net.scorer()(torch.arange(data.num_users)).numpy()
@@ -150,7 +151,7 @@ def test_live_form_with_every_neighbour_equals_the_exact_model(data: Interaction
 
 
 def test_truncation_keeps_the_strongest_neighbours(data: InteractionData) -> None:
-    net = fit_filter(filter_config("gfcf", neighbours_top_k=None, rank=4), data, device="cpu")
+    net = fit_filter(filter_config("gfcf", neighbours_top_k=None, rank=4, correction_rank=0), data, device="cpu")
     full = net.linear_rows(torch.arange(data.num_items)).numpy()
     np.fill_diagonal(full, -np.inf)
     net.truncate(3)
@@ -165,6 +166,61 @@ def test_truncation_keeps_the_strongest_neighbours(data: InteractionData) -> Non
         net.truncate(2)
     # a smaller live form cuts the stored rows further
     assert net.live_form(2).top_k <= 2
+    # ... but not a corrected model's: its correction was fitted to the stored cut
+    corrected = fit_filter(filter_config("gfcf", neighbours_top_k=3, rank=4, correction_rank=4), data, device="cpu")
+    with pytest.raises(ModelError, match="serves its 3 neighbours"):
+        corrected.live_form(2)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_correction_equals_its_dense_reference(data: InteractionData, model: str) -> None:
+    """Cut W of the exact part F, E = F - W, Pi = U U^T (top-5 eigenvectors of the item graph):
+    the served item-item part is W + Pi E + E Pi - Pi E Pi, and the low-pass part is unchanged."""
+    net = fit_filter(_config(model, neighbours_top_k=None, correction_rank=5, factor_rank=None, **SETTINGS[model]), data, device="cpu")
+    f = net.linear_rows(torch.arange(data.num_items)).double().numpy()
+    net.truncate(3)
+    assert net.corrected and net.corr_in.shape[1] >= 10
+    w = net.stored_neighbours().toarray().astype(np.float64)
+    r = _dense(data)
+    u = _top_subspace(r, 5)
+    pi, e = u @ u.T, f - w
+    served = w + pi @ e + e @ pi - pi @ e @ pi
+    low = net.factors()
+    expected = r @ served + (net.alpha * (r @ low[0].double().numpy()) @ low[1].double().numpy().T if low is not None else 0.0)
+    got = net.scorer()(torch.arange(data.num_users)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(net.live_form(3).scores(r), got, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_full_rank_correction_gives_back_the_exact_model(data: InteractionData, model: str) -> None:
+    exact = fit_filter(_config(model, neighbours_top_k=None, **SETTINGS[model]), data, device="cpu")
+    cut = fit_filter(_config(model, neighbours_top_k=2, correction_rank=data.num_items, **SETTINGS[model]), data, device="cpu")
+    plain = fit_filter(_config(model, neighbours_top_k=2, correction_rank=0, **SETTINGS[model]), data, device="cpu")
+    users = torch.arange(data.num_users)
+    want = exact.scorer()(users).numpy()
+    np.testing.assert_allclose(cut.scorer()(users).numpy(), want, rtol=1e-3, atol=1e-4)
+    assert np.abs(plain.scorer()(users).numpy() - want).max() > 1e-2
+
+
+def test_compressed_factors_are_the_best_low_rank_approximation() -> None:
+    from gnn.filters.base import compress_factors
+
+    gen = torch.Generator().manual_seed(0)
+    p, q = torch.randn(30, 8, generator=gen), torch.randn(30, 8, generator=gen)
+    full = (p @ q.t()).double().numpy()
+    p3, q3 = compress_factors(p, q, 3)
+    assert p3.shape == q3.shape == (30, 3)
+    u, s, vt = np.linalg.svd(full)
+    np.testing.assert_allclose((p3 @ q3.t()).double().numpy(), (u[:, :3] * s[:3]) @ vt[:3], atol=1e-4)
+    p8, q8 = compress_factors(p, q, 8)
+    np.testing.assert_allclose((p8 @ q8.t()).numpy(), full, atol=1e-5)
+    # a corrected model serves at most factor_rank dimensions, and its live form is its scorer
+    data = random_data(num_users=40, num_items=30, seed=5)
+    net = fit_filter(filter_config("gfcf", rank=6, neighbours_top_k=3, correction_rank=5, factor_rank=7), data, device="cpu")
+    live = net.live_form(3)
+    assert live.rank == 7
+    np.testing.assert_allclose(live.scores(_dense(data)), net.scorer()(torch.arange(40)).numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_ease_refuses_what_does_not_fit() -> None:
@@ -243,7 +299,8 @@ def test_selection_scores_match_the_evaluator(data: InteractionData) -> None:
 
 def test_selection_scores_sharpened_candidates_like_the_model(data: InteractionData) -> None:
     exact = SelectionConfig(models=["gfcf"], ranks=[5], alphas=[0.3], neighbours_top_k=None)
-    assert exact.sharpen_grid() == [0.0, 0.5, 1.0] and SelectionConfig().sharpen_grid() == [0.0]
+    assert exact.sharpen_grid() == [0.0, 0.5, 1.0] and SelectionConfig(correction_rank=0).sharpen_grid() == [0.0]
+    assert SelectionConfig().sharpen_grid() == [0.0, 0.5, 1.0]  # the correction gives the cut its sharpening back
     sel = select_filter(data, exact, device="cpu")
     assert {c["config"]["sharpen"] for c in sel.candidates} == {0.0, 0.5, 1.0}
     cand = next(c for c in sel.candidates if c["config"]["sharpen"] == 1.0 and c["config"]["alpha"] == 0.3)
