@@ -55,8 +55,6 @@ DEFAULT_CORRECTION_RANK = 256
 """Rank of the cut's low-rank correction in the filter configs (the models' own default is 0, so
 checkpoints saved without one load unchanged)."""
 
-DEFAULT_FACTOR_RANK = 512
-"""Width of the served low-rank part of a corrected filter in the configs (see ``factor_rank``)."""
 
 
 def rows_times_sparse(rows: Tensor, cols: Tensor, num_rows: int, indptr: Tensor, indices: Tensor, values: Tensor, num_items: int) -> Tensor:
@@ -212,7 +210,7 @@ class GraphFilter(Recommender):
 
     @torch.no_grad()
     def corrected_low_rank(self, w: sp.csr_matrix) -> tuple[Tensor, Tensor] | None:
-        """In / out factors of the whole served low-rank part of ``w``, a cut of the exact item-item
+        r"""In / out factors of the whole served low-rank part of ``w``, a cut of the exact item-item
         part: its correction (see the module docstring) and the low-pass part with :math:`\alpha`
         folded in, compressed to ``factor_rank``; ``None`` without ``correction_rank``. Needs the
         exact part."""

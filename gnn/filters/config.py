@@ -11,7 +11,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from graphrec.errors import InvalidArgumentError
-from gnn.filters.base import DEFAULT_CORRECTION_RANK, DEFAULT_FACTOR_RANK, DEFAULT_NEIGHBOURS_TOP_K, GraphFilter
+from gnn.filters.base import DEFAULT_CORRECTION_RANK, DEFAULT_NEIGHBOURS_TOP_K, GraphFilter
 from gnn.filters.ease import DEFAULT_MAX_BYTES
 from gnn.models import build_model
 
@@ -32,14 +32,18 @@ class FilterConfig(BaseModel):
     """Rank of the low-rank correction that gives the cut item-item part back what the cut dropped,
     inside the span of the item graph's top eigenvectors (:mod:`gnn.filters.base`); it joins the
     served low-rank part (``2 * correction_rank`` more factor dimensions). 0: none."""
-    factor_rank: int | None = Field(DEFAULT_FACTOR_RANK, gt=0)
+    factor_rank: int | None = Field(None, gt=0)
     """With a correction, the whole served low-rank part (correction and low-pass filter) is cut to
     its best approximation of this rank, which bounds the factor width serving multiplies per
-    request and stores per item. ``None``: not cut."""
+    request and stores per item. ``None``: the larger of the low-pass rank and ``correction_rank``."""
 
     def model_kwargs(self) -> dict[str, Any]:
-        """Constructor keyword arguments of the model (everything but ``model``)."""
-        return self.model_dump(exclude={"model"})
+        """Constructor keyword arguments of the model (everything but ``model``; ``factor_rank`` resolved)."""
+        kwargs = self.model_dump(exclude={"model"})
+        if kwargs.get("factor_rank") is None and kwargs.get("correction_rank"):
+            low_pass = kwargs.get("rank", 0) if kwargs.get("alpha", 0) else 0
+            kwargs["factor_rank"] = max(int(low_pass), int(kwargs["correction_rank"]))
+        return kwargs
 
     def build(self, num_users: int, num_items: int) -> GraphFilter:
         """An unfitted model of this config."""

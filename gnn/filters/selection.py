@@ -173,7 +173,7 @@ class _Search:
 
     def record(self, configs: list[FilterConfig], metrics: list[dict[str, float]], seconds: float) -> None:
         for c, m in zip(configs, metrics):
-            self.candidates.append({"config": c.model_dump(exclude={"batch_users", "neighbours_top_k", "correction_rank"}), **m, "pass_seconds": round(seconds, 2)})
+            self.candidates.append({"config": c.model_dump(exclude={"batch_users", "neighbours_top_k", "correction_rank", "factor_rank"}), **m, "pass_seconds": round(seconds, 2)})
 
     def run(self, configs: list[FilterConfig], scores: Callable[[Tensor], Iterator[Tensor]]) -> float:
         t0 = time.perf_counter()

@@ -176,7 +176,7 @@ def test_truncation_keeps_the_strongest_neighbours(data: InteractionData) -> Non
 def test_correction_equals_its_dense_reference(data: InteractionData, model: str) -> None:
     """Cut W of the exact part F, E = F - W, Pi = U U^T (top-5 eigenvectors of the item graph):
     the served item-item part is W + Pi E + E Pi - Pi E Pi, and the low-pass part is unchanged."""
-    net = fit_filter(_config(model, neighbours_top_k=None, correction_rank=5, factor_rank=None, **SETTINGS[model]), data, device="cpu")
+    net = fit_filter(_config(model, neighbours_top_k=None, correction_rank=5, factor_rank=1000, **SETTINGS[model]), data, device="cpu")
     f = net.linear_rows(torch.arange(data.num_items)).double().numpy()
     net.truncate(3)
     assert net.corrected and net.corr_in.shape[1] >= 10
@@ -195,7 +195,7 @@ def test_correction_equals_its_dense_reference(data: InteractionData, model: str
 @pytest.mark.parametrize("model", MODELS)
 def test_full_rank_correction_gives_back_the_exact_model(data: InteractionData, model: str) -> None:
     exact = fit_filter(_config(model, neighbours_top_k=None, **SETTINGS[model]), data, device="cpu")
-    cut = fit_filter(_config(model, neighbours_top_k=2, correction_rank=data.num_items, **SETTINGS[model]), data, device="cpu")
+    cut = fit_filter(_config(model, neighbours_top_k=2, correction_rank=data.num_items, factor_rank=1000, **SETTINGS[model]), data, device="cpu")
     plain = fit_filter(_config(model, neighbours_top_k=2, correction_rank=0, **SETTINGS[model]), data, device="cpu")
     users = torch.arange(data.num_users)
     want = exact.scorer()(users).numpy()
@@ -220,6 +220,10 @@ def test_compressed_factors_are_the_best_low_rank_approximation() -> None:
     net = fit_filter(filter_config("gfcf", rank=6, neighbours_top_k=3, correction_rank=5, factor_rank=7), data, device="cpu")
     live = net.live_form(3)
     assert live.rank == 7
+    # by default the served width is the larger of the low-pass rank and the correction rank
+    auto = filter_config("gfcf", rank=6, neighbours_top_k=3, correction_rank=5)
+    assert auto.model_kwargs()["factor_rank"] == 6 and fit_filter(auto, data, device="cpu").live_form(3).rank == 6
+    assert filter_config("ease", correction_rank=4).model_kwargs()["factor_rank"] == 4
     np.testing.assert_allclose(live.scores(_dense(data)), net.scorer()(torch.arange(40)).numpy(), rtol=1e-5, atol=1e-5)
 
 
