@@ -16,7 +16,7 @@ import typer
 
 
 def run_fit(snapshot_dir: Path, out: Path, *, select_budget_s: float = 120.0, model: str | None = None, text: bool = True,
-            neighbours_top_k: int = 100, quiet: bool = False) -> dict[str, Any]:
+            neighbours_top_k: int = 100, correction_rank: int | None = None, quiet: bool = False) -> dict[str, Any]:
     """Fit the default live model from a snapshot folder (the library call behind ``graphrec fit``)."""
     from gnn.live_pipeline import LiveFitConfig, fit_live
     from graphrec.settings import get_settings
@@ -25,7 +25,8 @@ def run_fit(snapshot_dir: Path, out: Path, *, select_budget_s: float = 120.0, mo
     settings = get_settings()
     snap = read_snapshot(snapshot_dir)
     cfg = LiveFitConfig(select_budget_s=select_budget_s, use_text=text, neighbours_top_k=neighbours_top_k,
-                        filter={"model": model} if model else None)
+                        filter={"model": model} if model else None,
+                        **({"correction_rank": correction_rank} if correction_rank is not None else {}))
     _, summary = fit_live(snap, out, cfg, cache_dir=settings.home / "text-cache", progress=not quiet)
     manifest = snapshot_dir / "manifest.json"
     if manifest.is_file():  # publish reads the dataset from the training snapshot's manifest
@@ -69,6 +70,8 @@ def register(app: typer.Typer) -> None:
         select_budget_s: float = typer.Option(120.0, "--select-budget", min=1.0, help="Seconds for choosing the filter on validation."),
         text: bool = typer.Option(True, "--text/--no-text", help="Fuse BERT text neighbours when items have text."),
         neighbours_top_k: int = typer.Option(100, "--neighbours", min=1, help="Filter neighbours stored per item."),
+        correction_rank: int | None = typer.Option(None, "--correction-rank", min=0, help="Rank of the low-rank correction of the cut "
+                                                   "neighbours (default 256; 0: none, the cheapest to serve)."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Fit the default live model: choose on validation, report test, refit on every interaction for serving."""
@@ -80,7 +83,7 @@ def register(app: typer.Typer) -> None:
             if found != dataset:
                 raise DatasetMismatchError(f"snapshot {snapshot} is of dataset {found!r}, not {dataset!r}")
         summary = run_fit(snapshot, out, select_budget_s=select_budget_s, model=model, text=text, neighbours_top_k=neighbours_top_k,
-                          quiet=as_json)
+                          correction_rank=correction_rank, quiet=as_json)
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
             return
