@@ -71,7 +71,8 @@ def register(app: typer.Typer) -> None:
         text: bool = typer.Option(True, "--text/--no-text", help="Fuse BERT text neighbours when items have text."),
         neighbours_top_k: int = typer.Option(100, "--neighbours", min=1, help="Filter neighbours stored per item."),
         correction_rank: int | None = typer.Option(None, "--correction-rank", min=0, help="Rank of the low-rank correction of the cut "
-                                                   "neighbours (default 256; 0: none, the cheapest to serve)."),
+                                                   "neighbours (default 0: none, the cheapest to serve; 256: better rankings, "
+                                                   "a factor product per request)."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Fit the default live model: choose on validation, report test, refit on every interaction for serving."""
