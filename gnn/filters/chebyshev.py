@@ -138,14 +138,15 @@ class ChebyshevFilter(GraphFilter):
         self.init_kwargs.update(order=self.order, flatness=self.flatness, alpha=self.alpha, rank=self.rank, power=self.power)
         self.register_buffer("coefficients", chebyshev_coefficients(self.order, self.flatness).float())
 
-    def apply_linear(self, x: Tensor) -> Tensor:
+    def _filtered(self, x: Tensor, power: float) -> Tensor:
+        """``(x D^-power) G D^power`` with ``G`` the Chebyshev polynomial of the item graph."""
         d = self.item_degree.to(x.device)
-        xt = (x * degree_power(d, -self.power)).t().contiguous()
+        xt = (x * degree_power(d, -power)).t().contiguous()
         (out,) = chebyshev_filter_t(self.graph(), xt, self.coefficients)
-        return out.t() * degree_power(d, self.power)
+        return out.t() * degree_power(d, power)
+
+    def apply_linear(self, x: Tensor) -> Tensor:
+        return self._filtered(x, self.power)
 
     def apply_linear_t(self, x: Tensor) -> Tensor:
-        d = self.item_degree.to(x.device)
-        xt = (x * degree_power(d, self.power)).t().contiguous()
-        (out,) = chebyshev_filter_t(self.graph(), xt, self.coefficients)
-        return out.t() * degree_power(d, -self.power)
+        return self._filtered(x, -self.power)  # the polynomial is symmetric: only the degree scaling flips
