@@ -76,8 +76,10 @@ class Checkpoint:
 
 
 def new_version(model_type: str) -> str:
-    """A sortable, unique-enough model version string: ``<UTC timestamp>-<model type>``."""
-    return f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{model_type}"
+    """A sortable model version string: ``<UTC timestamp to the millisecond>-<model type>``
+    (ISO 8601 basic format, e.g. ``20261207T133612.045Z-live``; two fits in the same second differ)."""
+    now = datetime.now(timezone.utc)
+    return f"{now.strftime('%Y%m%dT%H%M%S')}.{now.microsecond // 1000:03d}Z-{model_type}"
 
 
 def save_checkpoint(

@@ -47,6 +47,14 @@ def is_live_checkpoint(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / LIVE_FILE).is_file()
 
 
+def live_checkpoint_dir(path: str | os.PathLike[str]) -> Path | None:
+    """The live checkpoint folder ``path`` names (the folder itself or its ``live.npz``); ``None``: not one."""
+    p = Path(path)
+    if p.name == LIVE_FILE and is_live_checkpoint(p.parent):
+        return p.parent
+    return p if is_live_checkpoint(p) else None
+
+
 def save_live_checkpoint(
     directory: str | os.PathLike[str],
     form: LiveForm,
@@ -126,4 +134,5 @@ def load_live_checkpoint(path: str | os.PathLike[str]) -> LiveCheckpoint:
     return LiveCheckpoint(form=form, item_ids=item_ids, meta=meta, path=p)
 
 
-__all__ = ["LIVE_MODEL_TYPE", "LiveCheckpoint", "is_live_checkpoint", "load_live_checkpoint", "save_live_checkpoint"]
+__all__ = ["LIVE_FILE", "LIVE_MODEL_TYPE", "LiveCheckpoint", "is_live_checkpoint", "live_checkpoint_dir", "load_live_checkpoint",
+           "save_live_checkpoint"]

@@ -1,4 +1,8 @@
-"""Feedback writes: ``(:User)-[:INTERACTED {rating, ts, source: 'feedback'}]->(:Item)``, safe under concurrency.
+"""Feedback writes: ``(:User)-[:INTERACTED {rating, ts, source: 'feedback', model_tag}]->(:Item)``, safe under concurrency.
+
+``model_tag`` names the publication that was active when the rating was written: an embedding model
+folds the ratings written under it into the user's vector at request time (:mod:`graph.recommend`);
+a model fitted later was fitted on them and carries another tag.
 
 :func:`record_interaction` writes one interaction into the active generation of a dataset and, in the
 same transaction, keeps the materialised co-likes exact (:func:`graph.co_likes.refresh_co_likes`).
@@ -141,21 +145,22 @@ CALL (d, cl) {
 UNWIND $rows AS row
 MATCH (i:Item {dataset: $dataset, gen: d.gen, id: row.item_id})
 OPTIONAL MATCH (existing:User {dataset: $dataset, gen: d.gen, id: row.user_id})
-WITH d, cl, row, i, existing
+WITH d, cl, m.tag AS mtag, row, i, existing
 WHERE existing IS NOT NULL OR row.create_user
-WITH d, cl, row, i, existing, coalesce(cl.like, row.like) AS like
+WITH d, cl, mtag, row, i, existing, coalesce(cl.like, row.like) AS like
 OPTIONAL MATCH (existing)-[old:INTERACTED]->(i)
-WITH d, cl, row, i, like, existing IS NULL AS created_user, count(old) = 0 AS created_rel,
+WITH d, cl, mtag, row, i, like, existing IS NULL AS created_user, count(old) = 0 AS created_rel,
      count(CASE WHEN old.rating IS NULL OR old.rating >= like THEN old END) > 0 AS liked_before,
      count(CASE WHEN coalesce(old.rating, -1.0) = coalesce(row.rating, -1.0) AND coalesce(old.ts, -1) = coalesce(row.ts, -1)
                 THEN old END) > 0 AS replayed,
      count(CASE WHEN old.ts > row.ts THEN old END) > 0 AS newer
-WITH d, cl, row, i, like, created_user, created_rel, liked_before, replayed, NOT replayed AND newer AS outdated
+WITH d, cl, mtag, row, i, like, created_user, created_rel, liked_before, replayed, NOT replayed AND newer AS outdated
 MERGE (u:User {dataset: $dataset, gen: d.gen, id: row.user_id})
 MERGE (u)-[r:INTERACTED]->(i)
   ON CREATE SET r.source = 'feedback', r.split = null
-WITH d, cl, row, like, r, created_user, created_rel, liked_before, replayed, outdated, replayed OR outdated AS skip
-FOREACH (x IN CASE WHEN skip THEN [] ELSE [r] END | SET x.rating = row.rating, x.ts = row.ts)
+WITH d, cl, row, like, r, created_user, created_rel, liked_before, replayed, outdated, replayed OR outdated AS skip, mtag
+// model_tag: the publication that was active when the rating was written (embedding models fold it in, graph.recommend)
+FOREACH (x IN CASE WHEN skip THEN [] ELSE [r] END | SET x.rating = row.rating, x.ts = row.ts, x.model_tag = mtag)
 WITH d, cl, row, created_user, created_rel, liked_before, replayed, outdated, skip,
      CASE WHEN skip THEN liked_before ELSE row.rating IS NULL OR row.rating >= like END AS liked_after
 WITH d, cl,

@@ -48,6 +48,8 @@ from graphrec.errors import (
 
 MAX_K = 200
 DEFAULT_OVERSAMPLE = 4
+DEFAULT_LIKE = 4.0
+"""Ratings at or above it (or none) are likes: what the fold-in of fresh feedback counts."""
 
 
 class Filters(BaseModel):
@@ -128,12 +130,37 @@ RETURN m.version AS version, m.tag AS tag, m.max_norm AS max_norm, n,
        CASE WHEN $with_vectors THEN i[m.item_prop] ELSE null END AS vector
 """
 
+# The user's vector under the active embedding model, with the items they liked since it was fitted
+# folded in, so feedback moves the ranking on the next request. Feedback relationships carry the tag
+# of the publication active when they were written (graph.feedback); those with the active tag are
+# the model's "fresh" items, every other interaction was there when it was fitted. The stored vector
+# u stands for the n items the user liked then, each fresh item v_j for one more:
+#     direction  n u/|u| + sum_j v_j/|v_j|,    length |u|
+# (raw parts: the stored vectors are MIPS-augmented, see graph.embeddings). The length is kept, so the
+# fused score's per-user statistics still apply. A user with no fresh item keeps u exactly; ``$vec``
+# (a user without a model vector) replaces it.
+USER_VECTOR = """
+WITH d, m, u, u[m.user_prop] AS u0,
+     [(u)-[r:INTERACTED]->(j) WHERE r.model_tag = m.tag AND (r.rating IS NULL OR r.rating >= $like) AND j[m.item_prop] IS NOT NULL
+      | j[m.item_prop][0..-1]] AS fresh,
+     COUNT { (u)-[r:INTERACTED]->() WHERE coalesce(r.model_tag, '') <> m.tag AND (r.rating IS NULL OR r.rating >= $like) } AS n0
+WITH d, m, u, u0, n0, sqrt(reduce(s = 0.0, x IN coalesce(u0, []) | s + x * x)) AS u0n,
+     [v IN fresh | {v: v, n: sqrt(reduce(s = 0.0, x IN v | s + x * x))}] AS fresh_n
+WITH d, m, u, u0, u0n,
+     CASE WHEN $vec IS NOT NULL OR u0 IS NULL OR u0n = 0.0 OR size([e IN fresh_n WHERE e.n > 0.0]) = 0 THEN null
+          ELSE [k IN range(0, size(u0) - 2) | n0 * u0[k] / u0n
+                + reduce(s = 0.0, e IN [e IN fresh_n WHERE e.n > 0.0] | s + e.v[k] / e.n)] END AS dir
+WITH d, m, u, u0, u0n, dir, sqrt(reduce(s = 0.0, x IN coalesce(dir, []) | s + x * x)) AS dn
+WITH d, m, u, CASE WHEN $vec IS NOT NULL THEN $vec WHEN dir IS NULL OR dn = 0.0 THEN u0
+                   ELSE [x IN dir | x * u0n / dn] + [0.0] END AS uvec
+"""
+
 Q_RECOMMEND_USER = """
 MATCH (d:Dataset {name: $dataset})
 MATCH (m:ActiveModel {dataset: $dataset})
 MATCH (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
-WITH d, m, u, coalesce($vec, u[m.user_prop]) AS uvec
-WHERE uvec IS NOT NULL AND ($tag IS NULL OR m.tag = $tag)
+""" + USER_VECTOR + """
+WITH d, m, u, uvec WHERE uvec IS NOT NULL AND ($tag IS NULL OR m.tag = $tag)
 WITH d, m, u, uvec,
      $fetch + CASE WHEN $exclude_seen THEN COUNT { (u)-[:INTERACTED]->() } ELSE 0 END AS n
 CALL db.index.vector.queryNodes(m.item_index, n, uvec) YIELD node AS i, score
@@ -165,8 +192,8 @@ _Q_FUSED_SOURCES = """
 MATCH (d:Dataset {name: $dataset})
 MATCH (m:ActiveModel {dataset: $dataset})
 MATCH (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
-WITH d, m, u, coalesce($vec, u[m.user_prop]) AS uvec,
-     CASE WHEN $vec IS NULL AND m.fusion_prop IS NOT NULL THEN u[m.fusion_prop] END AS st
+""" + USER_VECTOR + """
+WITH d, m, u, uvec, CASE WHEN $vec IS NULL AND m.fusion_prop IS NOT NULL THEN u[m.fusion_prop] END AS st
 WHERE uvec IS NOT NULL AND ($tag IS NULL OR m.tag = $tag)
 WITH d, m, u, uvec, st,
      CASE WHEN st IS NULL THEN 0 ELSE 3 * size([x IN m.fusion_bounds WHERE x < st[4]]) END AS b,
@@ -257,6 +284,7 @@ MATCH (u:User {dataset: $dataset, gen: d.gen, id: $user_id})
 WITH d, m, u, u[m.user_prop] AS uvec, CASE WHEN m.top_prop IS NOT NULL THEN u[m.top_prop] END AS top,
      CASE WHEN m.fusion_prop IS NOT NULL THEN u[m.fusion_prop] END AS st
 WHERE uvec IS NOT NULL AND top IS NOT NULL
+  AND NOT EXISTS { (u)-[r:INTERACTED]->() WHERE r.model_tag = m.tag }  // rated since the fit: the list is stale (index path)
 WITH d, m, u, uvec, top, st, size(top) AS n,
      CASE WHEN st IS NULL THEN 0 ELSE 3 * size([x IN m.fusion_bounds WHERE x < st[4]]) END AS b,
      sqrt(reduce(s = 0.0, x IN uvec | s + x * x)) AS unorm
@@ -348,7 +376,7 @@ def _params(dataset: str, f: Filters, limit: int, fetch: int, with_vectors: bool
     return {
         "dataset": dataset, "exclude_seen": f.exclude_seen, "genres": f.genres, "year_min": f.year_min,
         "year_max": f.year_max, "include_ids": f.include_ids, "exclude_ids": list(f.exclude_ids),
-        "limit": limit, "fetch": fetch, "with_vectors": with_vectors, "tag": None, "vec": None,
+        "limit": limit, "fetch": fetch, "with_vectors": with_vectors, "tag": None, "vec": None, "like": DEFAULT_LIKE,
     }
 
 
@@ -440,15 +468,17 @@ def recommend(
     dataset: str,
     database: str = "neo4j",
     oversample: int = DEFAULT_OVERSAMPLE,
-    like_threshold: float = 4.0,
+    like_threshold: float = DEFAULT_LIKE,
 ) -> RecommendationList:
     """Top-``k`` items for a known user of an embedding model, filtered in Cypher.
 
     Answers from the user's serving list when it covers the request (:func:`recommend_listed`), else
     from the vector indexes (:func:`recommend_indexed`); both rank by the published score-level fusion
     (fusion checkpoint; ``RecommendedItem.score_parts`` holds its parts) or, without one, by the dot
-    product, and give the same top ``k``. A user who has no model vector yet (created through feedback
-    after training) is served from the mean of the vectors of the items they liked, by dot product.
+    product, and give the same top ``k``. Items the user liked since the model was fitted (feedback
+    written under the active publication) are folded into their vector at once (:data:`USER_VECTOR`;
+    such users skip the stale serving list). A user who has no model vector yet (created through
+    feedback after training) is served from the mean of the vectors of the items they liked, by dot product.
 
     Raises:
         UnknownUserError: No such user in the dataset's active generation.
@@ -471,7 +501,7 @@ def recommend_dot(
     :math:`u^\\top i` alone (no score-level fusion)."""
     _check_k(k)
     f = validate_filters(filters)
-    params = {**_params(dataset, f, k, k, f.diversity > 0), "user_id": user_id}
+    params = {**_params(dataset, f, k, k, f.diversity > 0), "user_id": user_id, "like": like_threshold}
     pool = k if f.diversity <= 0 else min(MAX_K * 3, k * 4)
     rows = read(driver, Q_RECOMMEND_USER, {**params, "fetch": max(k * oversample, 10), "limit": pool}, database)
     if len(rows) >= pool:
@@ -522,7 +552,7 @@ def recommend_indexed(
     _check_k(k)
     f = validate_filters(filters)
     pool = k if f.diversity <= 0 else min(MAX_K * 3, k * 4)
-    params = {**_params(dataset, f, pool, max(k * oversample, 10), f.diversity > 0), "user_id": user_id}
+    params = {**_params(dataset, f, pool, max(k * oversample, 10), f.diversity > 0), "user_id": user_id, "like": like_threshold}
     n_items: int | None = None
     diagnosed = False
     while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 import click
@@ -99,6 +100,8 @@ _USAGE = tuple({click.ClickException, getattr(typer, "TyperException", click.Cli
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI and exit with a status mapped from the domain errors."""
+    # torch warns about its own TorchScript use inside torch-geometric on import: nothing a user can act on
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*is deprecated", category=FutureWarning)
     command = typer.main.get_command(build_app())
     try:
         rv = command.main(args=list(argv) if argv is not None else None, prog_name="graphrec", standalone_mode=False)

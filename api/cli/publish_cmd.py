@@ -220,13 +220,14 @@ def run_publish(checkpoint: Path, dataset: str, text_vectors: bool = True, quiet
     from graphrec.settings import get_settings
 
     settings = get_settings()
-    from gnn.live_checkpoint import is_live_checkpoint
+    from gnn.live_checkpoint import live_checkpoint_dir
 
-    if is_live_checkpoint(checkpoint.expanduser()):  # the default model: users are scored from their history at request time
+    live_dir = live_checkpoint_dir(checkpoint.expanduser())
+    if live_dir is not None:  # the default model: users are scored from their history at request time
         from api.cli.live_cmd import publish_live_checkpoint
 
         with open_graph(settings) as driver, tqdm(desc="publish", unit="row", disable=quiet) as bar:
-            live = publish_live_checkpoint(driver, checkpoint, dataset, database=driver_db(settings), settings=settings,
+            live = publish_live_checkpoint(driver, live_dir, dataset, database=driver_db(settings), settings=settings,
                                            text_vectors=text_vectors, progress=bar.update,
                                            min_coverage=settings.min_coverage if min_coverage is None else min_coverage)
         return {**live.model_dump(), "live": True}

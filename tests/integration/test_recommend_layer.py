@@ -63,6 +63,15 @@ def test_ranking_equals_dot_product_ranking(toy: dict[str, Any], user: str) -> N
     assert recs.model_version == "layer-v1"
 
 
+def folded(toy: dict[str, Any], user: str, fresh: list[str], like: float = 4.0) -> np.ndarray:
+    """The fold-in of :data:`graph.recommend.USER_VECTOR`, in numpy: direction n u/|u| + sum v/|v| over the
+    items liked since the publication, length |u|; n = the items the user liked before it."""
+    u = toy["users"][user]
+    n = sum(1 for r in toy["graph"]["interactions"] if r["u"] == user and r["r"] >= like)
+    d = n * u / np.linalg.norm(u) + sum(toy["vectors"][i] / np.linalg.norm(toy["vectors"][i]) for i in fresh)
+    return d * np.linalg.norm(u) / np.linalg.norm(d)
+
+
 def test_exclude_seen_and_fresh_feedback(toy: dict[str, Any]) -> None:
     d, db = toy["driver"], toy["db"]
     recs = recommend(d, "u3", 5, dataset=DS, database=db)
@@ -71,7 +80,32 @@ def test_exclude_seen_and_fresh_feedback(toy: dict[str, Any]) -> None:
     record_interaction(d, Interaction(user_id="u3", item_id=top, rating=4.0), dataset=DS, database=db)
     again = recommend(d, "u3", 5, dataset=DS, database=db)
     assert top not in {i.item_id for i in again.items}
-    assert [i.item_id for i in again.items] == expected(toy, toy["users"]["u3"], 5, toy["seen"]["u3"] | {top})
+    uvec = folded(toy, "u3", [top])  # liked (4.0 is the like threshold): folded in at once
+    assert [i.item_id for i in again.items] == expected(toy, uvec, 5, toy["seen"]["u3"] | {top})
+    for it in again.items:
+        assert it.score == pytest.approx(float(toy["vectors"][it.item_id] @ uvec), rel=1e-4, abs=1e-4)
+
+
+def test_liked_feedback_moves_the_ranking_on_the_next_request(toy: dict[str, Any]) -> None:
+    d, db, user = toy["driver"], toy["db"], "u13"
+    stored = toy["users"][user]
+    before = recommend(d, user, 10, Filters(exclude_seen=False), dataset=DS, database=db)
+    assert [i.item_id for i in before.items] == expected(toy, stored, 10, set())
+    assert recommend(d, user, 10, dataset=DS, database=db).candidates == "list"  # the serving list answers
+    meh = expected(toy, stored, 40, toy["seen"][user])[-1]
+    record_interaction(d, Interaction(user_id=user, item_id=meh, rating=2.0), dataset=DS, database=db)
+    disliked = recommend(d, user, 10, Filters(exclude_seen=False), dataset=DS, database=db)  # below the like threshold: not folded
+    assert [i.item_id for i in disliked.items] == [i.item_id for i in before.items]
+    # liking the items furthest from the user's taste turns the ranking towards them
+    far = expected(toy, -stored, 4, toy["seen"][user] | {meh})
+    for item in far:
+        record_interaction(d, Interaction(user_id=user, item_id=item, rating=5.0), dataset=DS, database=db)
+    after = recommend(d, user, 10, Filters(exclude_seen=False), dataset=DS, database=db)
+    uvec = folded(toy, user, far)
+    assert [i.item_id for i in after.items] == expected(toy, uvec, 10, set()) != [i.item_id for i in before.items]
+    unseen = recommend(d, user, 10, dataset=DS, database=db)
+    assert unseen.candidates == "index"  # the serving list predates the feedback
+    assert [i.item_id for i in unseen.items] == expected(toy, uvec, 10, toy["seen"][user] | set(far) | {meh})
 
 
 def test_filters_are_honoured(toy: dict[str, Any]) -> None:

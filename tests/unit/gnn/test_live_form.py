@@ -21,7 +21,7 @@ from gnn.fusion.live import (
     text_neighbours,
 )
 from gnn.live import LiveForm, top_k_rows
-from gnn.live_checkpoint import is_live_checkpoint, load_live_checkpoint, save_live_checkpoint
+from gnn.live_checkpoint import is_live_checkpoint, live_checkpoint_dir, load_live_checkpoint, save_live_checkpoint
 from gnn.vocab import Vocabulary
 from graphrec.errors import ModelError
 
@@ -157,6 +157,7 @@ def test_live_checkpoint_round_trips(tmp_path: Path, pop: bool) -> None:
     path = save_live_checkpoint(tmp_path / "ck", f, ids, dataset="toy", snapshot_hash="abc", val_metrics={"ndcg@20": 0.1},
                                 extra={"served_on": ["train", "val", "test"]})
     assert is_live_checkpoint(path) and not is_live_checkpoint(tmp_path)
+    assert live_checkpoint_dir(path) == live_checkpoint_dir(path / "live.npz") == path and live_checkpoint_dir(tmp_path) is None
     ck = load_live_checkpoint(path)
     assert ck.item_ids == ids and ck.meta.dataset == "toy" and ck.meta.extra["served_on"] == ["train", "val", "test"]
     h = sp.csr_matrix(np.eye(12, dtype=np.float32)[:4])

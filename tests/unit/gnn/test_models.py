@@ -12,7 +12,7 @@ import torch
 from graphrec.errors import InvalidArgumentError, ModelError, UnknownUserError
 import gnn.filters  # noqa: F401  (registers gfcf, chebycf, ease)
 from gnn.baselines import ItemKNN, MostPopular
-from gnn.checkpoint import load_checkpoint, save_checkpoint
+from gnn.checkpoint import load_checkpoint, new_version, save_checkpoint
 from gnn.config import TrainConfig, default_recipe, paper_recipe, parse_init_std
 from gnn.data import InteractionData
 from gnn.embeddings import export_embeddings
@@ -252,3 +252,13 @@ def test_batch_embeddings_match_generic_gathers(tiny_data: InteractionData, kind
     assert g_fast.keys() == g_ref.keys() and g_fast
     for name in g_ref:
         torch.testing.assert_close(g_fast[name], g_ref[name], rtol=1e-5, atol=1e-7)
+
+
+def test_model_versions_sort_by_time_and_differ_within_a_second() -> None:
+    import re
+    import time
+
+    first = new_version("live")
+    time.sleep(0.002)
+    second = new_version("live")
+    assert re.fullmatch(r"\d{8}T\d{6}\.\d{3}Z-live", first) and first < second
