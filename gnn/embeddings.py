@@ -73,3 +73,41 @@ def export_embeddings(checkpoint: str | os.PathLike[str] | Checkpoint) -> Embedd
         item_vectors=item_vectors,
         metadata=meta,
     )
+
+
+def fold_in(user_vector: np.ndarray, liked: np.ndarray, n_before: int) -> np.ndarray:
+    r"""A known user's vector with the items they liked since the model was fitted folded in.
+
+    The stored vector :math:`\mathbf{u}` stands for the :math:`n` items the user liked when the model
+    was fitted, each newly liked item :math:`\mathbf{v}_j` for one more; the direction is their
+    count-weighted mean and the length stays :math:`\lVert \mathbf{u} \rVert` (so per-user score
+    statistics still apply):
+
+    .. math::
+        \mathbf{d} = n \frac{\mathbf{u}}{\lVert \mathbf{u} \rVert}
+            + \sum_j \frac{\mathbf{v}_j}{\lVert \mathbf{v}_j \rVert},
+        \qquad
+        \mathbf{u}' = \lVert \mathbf{u} \rVert \frac{\mathbf{d}}{\lVert \mathbf{d} \rVert}
+
+    Serving computes the same in Cypher (``graph.recommend.USER_VECTOR``) on the raw (not
+    MIPS-augmented) vectors; the integration tests check the two agree.
+
+    Args:
+        user_vector (np.ndarray): The stored user vector :math:`(d,)`.
+        liked (np.ndarray): Vectors of the items liked since the fit :math:`(m, d)` (zero vectors are skipped).
+        n_before (int): Items the user had liked when the model was fitted.
+
+    Returns:
+        The folded vector :math:`(d,)` (``user_vector`` itself when nothing is folded in).
+    """
+    u = np.asarray(user_vector, dtype=np.float64)
+    v = np.asarray(liked, dtype=np.float64).reshape(-1, u.shape[0])
+    norms = np.linalg.norm(v, axis=1)
+    v, norms = v[norms > 0], norms[norms > 0]
+    un = float(np.linalg.norm(u))
+    if not len(v) or un == 0.0:
+        return u
+    d = n_before * u / un + (v / norms[:, None]).sum(axis=0)
+    dn = float(np.linalg.norm(d))
+    return u if dn == 0.0 else d * (un / dn)
+

@@ -16,6 +16,7 @@ import torch
 from api.cli.publish_cmd import publish_checkpoint
 from gnn.config import TrainConfig
 from gnn.data import InteractionData
+from gnn.embeddings import fold_in
 from gnn.fusion.coldstart import FusionCheckpoint, HeadConfig, fit_cold_head, save_fusion_checkpoint
 from gnn.fusion.feature import FusedLightGCN
 from gnn.fusion.scores import FusionWeights, ScoreFusion, content_profiles, popularity_scores, standardise
@@ -169,10 +170,8 @@ def test_fusion_with_filters_and_fresh_feedback(fused: dict[str, Any]) -> None:
     # the like is folded into the graph vector (graph.recommend.USER_VECTOR); the user's statistics stay
     off = fused["offline"]
     u, j = off["users"]["u14"], off["items"].index(top)
-    uvec, item = off["U"][u], off["I"][j]
     n = sum(1 for r in fused["graph"]["interactions"] if r["u"] == "u14" and r["r"] >= 4.0)
-    direction = n * uvec / np.linalg.norm(uvec) + item / np.linalg.norm(item)
-    folded = direction * np.linalg.norm(uvec) / np.linalg.norm(direction)
+    folded = fold_in(off["U"][u], off["I"][j:j + 1], n)
     w_graph = again.items[0].score_parts.w_graph
     shifted = off["fused"][u] + w_graph * (off["I"] @ folded - off["graph"][u]) / float(np.std(off["graph"][u], ddof=1))
     skip = fused["seen"]["u14"] | {top}

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from gnn.embeddings import fold_in
 from graph.connection import read
 from graph.embeddings import publish
 from graph.explain import explain, verify_reason
@@ -64,12 +65,10 @@ def test_ranking_equals_dot_product_ranking(toy: dict[str, Any], user: str) -> N
 
 
 def folded(toy: dict[str, Any], user: str, fresh: list[str], like: float = 4.0) -> np.ndarray:
-    """The fold-in of :data:`graph.recommend.USER_VECTOR`, in numpy: direction n u/|u| + sum v/|v| over the
-    items liked since the publication, length |u|; n = the items the user liked before it."""
-    u = toy["users"][user]
+    """The user's vector with ``fresh`` (liked since the publication) folded in by the offline rule
+    (:func:`gnn.embeddings.fold_in`); n = the items the user liked before the publication."""
     n = sum(1 for r in toy["graph"]["interactions"] if r["u"] == user and r["r"] >= like)
-    d = n * u / np.linalg.norm(u) + sum(toy["vectors"][i] / np.linalg.norm(toy["vectors"][i]) for i in fresh)
-    return d * np.linalg.norm(u) / np.linalg.norm(d)
+    return fold_in(toy["users"][user], np.array([toy["vectors"][i] for i in fresh]), n)
 
 
 def test_exclude_seen_and_fresh_feedback(toy: dict[str, Any]) -> None:

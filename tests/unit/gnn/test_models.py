@@ -262,3 +262,21 @@ def test_model_versions_sort_by_time_and_differ_within_a_second() -> None:
     time.sleep(0.002)
     second = new_version("live")
     assert re.fullmatch(r"\d{8}T\d{6}\.\d{3}Z-live", first) and first < second
+
+
+def test_fold_in_turns_the_user_towards_new_likes_and_keeps_the_length() -> None:
+    from gnn.embeddings import fold_in
+
+    rng = np.random.default_rng(0)
+    u, v = rng.normal(size=4), rng.normal(size=(3, 4))
+    assert np.array_equal(fold_in(u, np.zeros((0, 4)), 7), u)  # nothing new: the stored vector, exactly
+    assert np.array_equal(fold_in(u, np.zeros((2, 4)), 7), u)  # zero vectors carry no direction
+    out = fold_in(u, v, 7)
+    assert np.linalg.norm(out) == pytest.approx(np.linalg.norm(u))
+    mean_dir = (v / np.linalg.norm(v, axis=1, keepdims=True)).sum(axis=0)
+    cos = lambda a, b: float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))  # noqa: E731
+    assert cos(out, mean_dir) > cos(u, mean_dir)  # turned towards the new likes
+    assert cos(fold_in(u, v, 0), mean_dir) == pytest.approx(1.0)  # nothing liked before: only the new likes
+    assert cos(fold_in(u, v, 10_000), u) == pytest.approx(1.0, abs=1e-6)  # one like among many barely moves it
+    dense = 7 * u / np.linalg.norm(u) + mean_dir  # the rule written out
+    np.testing.assert_allclose(out, dense / np.linalg.norm(dense) * np.linalg.norm(u))
