@@ -141,9 +141,11 @@ RETURN m.version AS version, m.tag AS tag, m.max_norm AS max_norm, n,
 # (a user without a model vector) replaces it.
 USER_VECTOR = """
 WITH d, m, u, u[m.user_prop] AS u0,
-     [(u)-[r:INTERACTED]->(j) WHERE r.model_tag = m.tag AND (r.rating IS NULL OR r.rating >= $like) AND j[m.item_prop] IS NOT NULL
-      | j[m.item_prop][0..-1]] AS fresh,
-     COUNT { (u)-[r:INTERACTED]->() WHERE coalesce(r.model_tag, '') <> m.tag AND (r.rating IS NULL OR r.rating >= $like) } AS n0
+     [v IN [(u)-[r:INTERACTED]->(j) WHERE r.model_tag = m.tag AND (r.rating IS NULL OR r.rating >= $like) | j[m.item_prop]]
+      WHERE v IS NOT NULL | v[0..-1]] AS fresh  // item vectors read for the fresh likes only
+WITH d, m, u, u0, fresh,
+     CASE WHEN size(fresh) = 0 THEN 0  // the common case: nothing to fold in, no second pass over the history
+          ELSE COUNT { (u)-[r:INTERACTED]->() WHERE coalesce(r.model_tag, '') <> m.tag AND (r.rating IS NULL OR r.rating >= $like) } END AS n0
 WITH d, m, u, u0, n0, sqrt(reduce(s = 0.0, x IN coalesce(u0, []) | s + x * x)) AS u0n,
      [v IN fresh | {v: v, n: sqrt(reduce(s = 0.0, x IN v | s + x * x))}] AS fresh_n
 WITH d, m, u, u0, u0n,
