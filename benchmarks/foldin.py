@@ -29,21 +29,6 @@ SPLIT = {"test_fraction": 0.2, "val_fraction": 0.1}
 LIKE = 4.0
 
 
-def recall_ndcg(scores: np.ndarray, seen: dict[int, set[int]], test: dict[int, set[int]], k: int = 20) -> tuple[float, float]:
-    """Mean Recall@k / NDCG@k over the users with test items (seen items excluded)."""
-    rec, ndcg = [], []
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    for u, items in test.items():
-        s = scores[u].copy()
-        s[list(seen.get(u, ()))] = -np.inf
-        top = np.argpartition(-s, k)[:k]
-        top = top[np.argsort(-s[top])]
-        hits = np.array([i in items for i in top], dtype=float)
-        rec.append(hits.sum() / len(items))
-        ndcg.append(float((hits * disc).sum() / disc[: min(len(items), k)].sum()))
-    return float(np.mean(rec)), float(np.mean(ndcg))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/movielens-foldin-lightgcn-cpu.json"))
@@ -56,6 +41,7 @@ def main() -> None:
     from gnn.config import default_recipe
     from gnn.data import InteractionData, SplitPart, snapshot_from_frames
     from gnn.embeddings import fold_in
+    from gnn.evaluate import Evaluator
     from gnn.train import create_model, train_model
     from graphrec.snapshot import SplitSpec
     from loaders.movielens import read_movielens
@@ -69,13 +55,11 @@ def main() -> None:
     new_likes: dict[int, list[int]] = {}
     for u, i in zip(val.loc[liked(val), "user_idx"], val.loc[liked(val), "item_idx"]):
         new_likes.setdefault(int(u), []).append(int(i))
-    seen: dict[int, set[int]] = {}
-    for part in (data.train, data.val):
-        for u, i in zip(part.users.tolist(), part.items.tolist()):
-            seen.setdefault(u, set()).add(i)
-    test: dict[int, set[int]] = {}
-    for u, i in zip(data.test.users.tolist(), data.test.items.tolist()):
-        test.setdefault(u, set()).add(i)
+    evaluator = Evaluator(data, "test", ks=(20,), metrics=("recall", "ndcg"), device="cpu")  # train + val items masked
+
+    def recall_ndcg(users: np.ndarray, items: np.ndarray) -> tuple[float, float]:
+        res = evaluator.evaluate(lambda u: torch.from_numpy(users[u.numpy()] @ items.T))
+        return res["recall@20"], res["ndcg@20"]
 
     def fit(d: InteractionData, epochs: int | None) -> tuple[np.ndarray, np.ndarray, int | None, float]:
         cfg = (default_recipe(epochs=args.max_epochs, seed=args.seed) if epochs is None
@@ -88,14 +72,14 @@ def main() -> None:
 
     users, items, best, fit_s = fit(data, None)
     print(f"trained on train: best epoch {best} ({fit_s:.0f} s)", flush=True)
-    static = recall_ndcg(users @ items.T, seen, test)
+    static = recall_ndcg(users, items)
     folded_users = users.copy()
     for u, js in new_likes.items():
         folded_users[u] = fold_in(users[u], items[js], int(n_before[u]))
-    folded = recall_ndcg(folded_users @ items.T, seen, test)
+    folded = recall_ndcg(folded_users, items)
     both = SplitPart(torch.cat([data.train.users, data.val.users]), torch.cat([data.train.items, data.val.items]))
     users2, items2, _, refit_s = fit(dataclasses.replace(data, train=both), best)
-    refit = recall_ndcg(users2 @ items2.T, seen, test)
+    refit = recall_ndcg(users2, items2)
     gap = [(f - s) / (r - s) if r != s else None for s, f, r in zip(static, folded, refit)]
     record = {
         "benchmark": "foldin", "dataset": "movielens (ml-latest-small, per_user_temporal test 0.2 val 0.1)", "model": "lightgcn (default recipe)",
