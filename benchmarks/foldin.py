@@ -53,7 +53,8 @@ def main() -> None:
     liked = lambda f: f["rating"].isna() | (f["rating"] >= LIKE)  # noqa: E731
     n_before = train[liked(train)].groupby("user_idx").size().reindex(range(data.num_users), fill_value=0).to_numpy()
     new_likes: dict[int, list[int]] = {}
-    for u, i in zip(val.loc[liked(val), "user_idx"], val.loc[liked(val), "item_idx"]):
+    val_liked = val[liked(val)]
+    for u, i in zip(val_liked["user_idx"], val_liked["item_idx"]):
         new_likes.setdefault(int(u), []).append(int(i))
     evaluator = Evaluator(data, "test", ks=(20,), metrics=("recall", "ndcg"), device="cpu")  # train + val items masked
 

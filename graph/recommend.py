@@ -147,11 +147,10 @@ WITH d, m, u, u0, fresh,
      CASE WHEN size(fresh) = 0 THEN 0  // the common case: nothing to fold in, no second pass over the history
           ELSE COUNT { (u)-[r:INTERACTED]->() WHERE coalesce(r.model_tag, '') <> m.tag AND (r.rating IS NULL OR r.rating >= $like) } END AS n0
 WITH d, m, u, u0, n0, sqrt(reduce(s = 0.0, x IN coalesce(u0, []) | s + x * x)) AS u0n,
-     [v IN fresh | {v: v, n: sqrt(reduce(s = 0.0, x IN v | s + x * x))}] AS fresh_n
+     [e IN [v IN fresh | {v: v, n: sqrt(reduce(s = 0.0, x IN v | s + x * x))}] WHERE e.n > 0.0] AS fresh_n
 WITH d, m, u, u0, u0n,
-     CASE WHEN $vec IS NOT NULL OR u0 IS NULL OR u0n = 0.0 OR size([e IN fresh_n WHERE e.n > 0.0]) = 0 THEN null
-          ELSE [k IN range(0, size(u0) - 2) | n0 * u0[k] / u0n
-                + reduce(s = 0.0, e IN [e IN fresh_n WHERE e.n > 0.0] | s + e.v[k] / e.n)] END AS dir
+     CASE WHEN $vec IS NOT NULL OR u0 IS NULL OR u0n = 0.0 OR size(fresh_n) = 0 THEN null
+          ELSE [k IN range(0, size(u0) - 2) | n0 * u0[k] / u0n + reduce(s = 0.0, e IN fresh_n | s + e.v[k] / e.n)] END AS dir
 WITH d, m, u, u0, u0n, dir, sqrt(reduce(s = 0.0, x IN coalesce(dir, []) | s + x * x)) AS dn
 WITH d, m, u, CASE WHEN $vec IS NOT NULL THEN $vec WHEN dir IS NULL OR dn = 0.0 THEN u0
                    ELSE [x IN dir | x * u0n / dn] + [0.0] END AS uvec
