@@ -14,6 +14,11 @@ Protocol, the same command for every dataset:
 5. Also reported, and labelled as such: the literature's protocol, where the fusion weights are
    picked on the test curve (the best test NDCG@20 over the same grid).
 
+With ``--lightgcn CKPT`` a LightGCN trained on the same training part (``graphrec train``, which
+carves the same validation part for its early stopping) joins the fusion
+(:mod:`gnn.fusion.lightgcn_part`); a checkpoint trained on any other interactions is refused. It is
+not retrained on train + validation for step 4.
+
 Writes ``bench_fit.json`` (``best`` holds the validation-protocol ``recall@20`` / ``ndcg@20``) in ``--out``.
 """
 
@@ -27,7 +32,8 @@ from typing import Any
 import typer
 
 
-def run_fit_bench(dataset: str, path: Path | None, select_budget_s: float, text: bool, seed: int) -> dict[str, Any]:
+def run_fit_bench(dataset: str, path: Path | None, select_budget_s: float, text: bool, seed: int,
+                  lightgcn: Path | None = None) -> dict[str, Any]:
     """The protocol of the module docstring; returns the record."""
     import os
     import platform
@@ -54,7 +60,13 @@ def run_fit_bench(dataset: str, path: Path | None, select_budget_s: float, text:
     fc, selection = choose_filter(data, cfg)
     t_select = time.perf_counter()
     vectors, identity = item_text_vectors(snap, get_settings().home / "text-cache") if text else (None, None)
-    _, report = fit_live_default(data, filter_fitter(fc), vectors, grid=FusionGrid(seed=seed), serve_on=None, test_curve=True)
+    graph = None
+    if lightgcn is not None:
+        from gnn.fusion.lightgcn_part import lightgcn_part
+
+        graph = lightgcn_part(lightgcn, list(data.items.ids), training=data)  # refused unless trained on this very training part
+    _, report = fit_live_default(data, filter_fitter(fc), vectors, grid=FusionGrid(seed=seed), serve_on=None, test_curve=True,
+                                 graph=graph)
     t_end = time.perf_counter()
     test = report.test_metrics
     return {
@@ -68,6 +80,8 @@ def run_fit_bench(dataset: str, path: Path | None, select_budget_s: float, text:
                                         "filter settings still from validation"},
         "val": report.val_metrics, "filter": fc.model_dump(), "filter_selection": selection, "fusion": report.weights.model_dump(),
         "fusion_grid_val": report.grid, "text_encoder": identity,
+        "lightgcn": None if graph is None else {**graph.meta, "path": str(lightgcn),
+                                                "note": "trained on the training part (epochs chosen on validation); not retrained for test"},
         "seconds": {"read": round(t_read - t0, 1), "select_filter": round(t_select - t_read, 1), **report.seconds,
                     "total": round(t_end - t0, 1)},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
@@ -86,15 +100,19 @@ def register_bench(bench_app: typer.Typer) -> None:
         text: bool = typer.Option(True, "--text/--no-text", help="Fuse BERT text neighbours when the items have text."),
         seed: int = typer.Option(0, "--seed"),
         out: Path = typer.Option(Path("bench-fit"), "--out", help="Folder for bench_fit.json."),
+        lightgcn: Path | None = typer.Option(None, "--lightgcn", help="A LightGCN checkpoint trained on this split's training part "
+                                             "(`graphrec train --lightgcn <path>` for a LightGCN-format folder): fused with a "
+                                             "weight chosen on validation."),
     ) -> None:
         """The default live model on a split: choose on validation, score on test (plus the literature's protocol, labelled)."""
-        record = run_fit_bench(dataset, path, select_budget_s, text, seed)
+        record = run_fit_bench(dataset, path, select_budget_s, text, seed, lightgcn)
         out.mkdir(parents=True, exist_ok=True)
         (out / "bench_fit.json").write_text(json.dumps(record, indent=2))
         b, lit, v = record["best"], record["literature_protocol"], record["val"]
         typer.echo(f"{dataset}: {record['users']:,} users, {record['items']:,} items; filter {record['filter']['model']} "
                    f"(chosen on validation{', carved from train' if record['validation_carved'] else ''}), "
-                   f"popularity x{record['fusion']['gamma']:g}, text x{record['fusion']['beta']:g}")
+                   f"popularity x{record['fusion']['gamma']:g}, text x{record['fusion']['beta']:g}"
+                   + (f", LightGCN x{record['fusion']['lam']:g}" if record["lightgcn"] else ""))
         typer.echo(f"  validation           Recall@20 {v['recall@20']:.4f}  NDCG@20 {v['ndcg@20']:.4f}")
         typer.echo(f"  test (quote this)    Recall@20 {b['recall@20']:.4f}  NDCG@20 {b['ndcg@20']:.4f}")
         if lit["recall@20"] is not None:

@@ -15,7 +15,7 @@ Protocol (MovieLens, bundled ml-latest-small, through the real API and Neo4j):
    * **live**: the same ``GET`` right after: the model scores the user from the history in the graph.
 4. The refit form is published and every user is read again (**refit**).
 5. Recall@20 / NDCG@20 on each user's test items, for the three variants; the share of the
-   static-to-refit gap that live closes.
+   static-to-refit gap that live closes, with a 95 % paired bootstrap interval over the users.
 
 With ``--offline`` steps 3-4 run in process instead: the same two forms score every evaluated user
 from the same histories (train for static, train + validation for live and refit) with
@@ -53,6 +53,33 @@ def _gap(means: dict[str, dict[str, float]]) -> dict[str, float | None]:
     """Share of the static-to-refit gap that live closes, per metric (``None`` without a gap)."""
     return {m: (means["live"][m] - means["static"][m]) / (means["refit"][m] - means["static"][m])
             if means["refit"][m] != means["static"][m] else None for m in ("recall@20", "ndcg@20")}
+
+
+def _gap_interval(results: dict[str, list[tuple[float, float]]], seed: int = 0, n_resamples: int = 2000) -> dict[str, list[float] | None]:
+    """95 % paired bootstrap interval of the share of the gap that live closes, per metric.
+
+    Users are resampled with replacement (the same users for the three variants, ``scipy.stats.bootstrap``
+    with ``paired=True``, percentile method), so the interval says how much the ratio depends on which
+    users happen to be evaluated. ``None`` when a metric has no gap or too few users.
+    """
+    from scipy import stats
+
+    out: dict[str, list[float] | None] = {}
+    for j, metric in enumerate(("recall@20", "ndcg@20")):
+        s, l, r = (np.array([x[j] for x in results[v]], dtype=np.float64) for v in ("static", "live", "refit"))
+        if len(s) < 2 or r.mean() == s.mean():
+            out[metric] = None
+            continue
+
+        def ratio(s_: np.ndarray, l_: np.ndarray, r_: np.ndarray, axis: int = -1) -> np.ndarray:
+            gap = r_.mean(axis=axis) - s_.mean(axis=axis)
+            return (l_.mean(axis=axis) - s_.mean(axis=axis)) / np.where(gap == 0, np.nan, gap)
+
+        res = stats.bootstrap((s, l, r), ratio, paired=True, vectorized=True, n_resamples=n_resamples,
+                              method="percentile", random_state=np.random.default_rng(seed))
+        lo, hi = res.confidence_interval
+        out[metric] = [float(lo), float(hi)]
+    return out
 
 
 def _free_port() -> int:
@@ -152,7 +179,7 @@ def run_live_bench(dataset: str, users: int | None, seed: int, workdir: Path, se
         return {
             "benchmark": "live", "mode": "offline (the served forms scored in process from the same histories)", "dataset": dataset,
             "split": {"name": "per_user_temporal", **SPLIT, "seed": seed}, "users": len(evaluated), "feedback_writes": 0, "errors": 0,
-            "variants": means, "gap_closed_by_live": _gap(means), "filter": fc.model_dump(), "filter_selection": selection,
+            "variants": means, "gap_closed_by_live": _gap(means), "gap_closed_ci95": _gap_interval(results, seed), "filter": fc.model_dump(), "filter_selection": selection,
             "fusion": rep_train.weights.model_dump(), "text_encoder": identity, "latency_ms": None,
             "seconds": {"fit": round(t_fit - t0, 1), "score": round(time.perf_counter() - t_scored, 1)},
         }
@@ -205,7 +232,7 @@ def run_live_bench(dataset: str, users: int | None, seed: int, workdir: Path, se
     return {
         "benchmark": "live", "mode": "api (through the real API and Neo4j)", "dataset": dataset, "split": {"name": "per_user_temporal", **SPLIT, "seed": seed},
         "users": len(evaluated), "feedback_writes": len(post_ms), "errors": errors,
-        "variants": means, "gap_closed_by_live": gap,
+        "variants": means, "gap_closed_by_live": gap, "gap_closed_ci95": _gap_interval(results, seed),
         "filter": fc.model_dump(), "filter_selection": selection, "fusion": rep_train.weights.model_dump(), "text_encoder": identity,
         "latency_ms": {"post_p50": float(np.percentile(post_ms, 50)), "post_p99": float(np.percentile(post_ms, 99)),
                        "get_p50": float(np.percentile(get_ms, 50)), "get_p99": float(np.percentile(get_ms, 99))},
@@ -240,6 +267,9 @@ def register_bench(bench_app: typer.Typer) -> None:
         g = record["gap_closed_by_live"]
         typer.echo("  live closes " + ", ".join(f"{m}: {x:.0%}" if x is not None else f"{m}: n/a" for m, x in g.items())
                    + " of the static-to-refit gap")
+        ci = record.get("gap_closed_ci95") or {}
+        typer.echo("  95% paired bootstrap interval over users: " + ", ".join(
+            f"{m}: {x[0]:.0%} to {x[1]:.0%}" if x is not None else f"{m}: n/a" for m, x in ci.items()))
         lat = record["latency_ms"] or {}
         if lat:
             typer.echo(f"  POST p50 {lat['post_p50']:.1f} ms p99 {lat['post_p99']:.1f} ms; GET p50 {lat['get_p50']:.1f} ms p99 {lat['get_p99']:.1f} ms")

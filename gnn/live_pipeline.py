@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from gnn.data import InteractionData
 from gnn.filters.base import DEFAULT_CORRECTION_RANK
+from gnn.fusion.lightgcn_part import lightgcn_part
 from gnn.fusion.live import FusionGrid, fit_live_default
 from gnn.holdout import carve_validation, merge_parts
 from gnn.live import LiveForm
@@ -44,6 +45,8 @@ class LiveFitConfig(BaseModel):
     text_top_k: int = Field(20, ge=0, description="Text neighbours per item (0: no content term).")
     use_text: bool = Field(True, description="Fuse BERT text neighbours when the items have text.")
     grid: FusionGrid = Field(default_factory=FusionGrid)
+    lightgcn: str | None = Field(None, description="LightGCN checkpoint trained on this snapshot (graphrec train): its part joins the "
+                                 "fusion with a weight chosen on validation (gnn.fusion.lightgcn_part); None: no LightGCN.")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="Share of each user's training part carved for validation when the split has none.")
     seed: int = 0
 
@@ -124,12 +127,14 @@ def fit_live(
     t_sel = time.perf_counter()
     vectors, identity = item_text_vectors(snapshot, cache_dir, progress) if cfg.use_text and cfg.text_top_k > 0 else (None, None)
     t_text = time.perf_counter()
-    form, report = fit_live_default(data, filter_fitter(fc), vectors, text_top_k=max(cfg.text_top_k, 1), grid=cfg.grid)
+    graph = lightgcn_part(cfg.lightgcn, list(data.items.ids), training=data) if cfg.lightgcn else None
+    form, report = fit_live_default(data, filter_fitter(fc), vectors, text_top_k=max(cfg.text_top_k, 1), grid=cfg.grid, graph=graph)
     assert form is not None
     extra = {
         "kind": "live", "served_on": report.served_on, "validation_carved": carved, "filter": fc.model_dump(),
         "filter_selection": selection, "fusion": report.weights.model_dump(), "fusion_grid": report.grid,
         "text_encoder": identity, "text_top_k": cfg.text_top_k if vectors is not None else 0,
+        "lightgcn": None if graph is None else {**graph.meta, "served_on": "the checkpoint's training part (LightGCN is not retrained here)"},
         "evaluation": {"val": "filter and weights fitted on train, scored on val",
                        "test": "refitted on train + val with the chosen settings, scored on test"},
         "config": cfg.model_dump(),
@@ -139,7 +144,7 @@ def fit_live(
     summary = {
         "checkpoint": str(path), "filter": fc.model_dump(), "fusion": report.weights.model_dump(), "val": report.val_metrics,
         "test": report.test_metrics, "served_on": report.served_on, "validation_carved": carved,
-        "neighbours": int(form.neighbours.nnz), "rank": form.rank,
+        "neighbours": int(form.neighbours.nnz), "rank": form.rank, "lightgcn": None if graph is None else graph.source,
         "seconds": {"select_filter": round(t_sel - t0, 1), "encode_text": round(t_text - t_sel, 1), **report.seconds,
                     "total": round(time.perf_counter() - t0, 1)},
     }

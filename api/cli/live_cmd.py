@@ -16,7 +16,8 @@ import typer
 
 
 def run_fit(snapshot_dir: Path, out: Path, *, select_budget_s: float = 120.0, model: str | None = None, text: bool = True,
-            neighbours_top_k: int = 100, correction_rank: int | None = None, quiet: bool = False) -> dict[str, Any]:
+            neighbours_top_k: int = 100, correction_rank: int | None = None, quiet: bool = False,
+            lightgcn: Path | None = None) -> dict[str, Any]:
     """Fit the default live model from a snapshot folder (the library call behind ``graphrec fit``)."""
     from gnn.live_pipeline import LiveFitConfig, fit_live
     from graphrec.settings import get_settings
@@ -25,7 +26,7 @@ def run_fit(snapshot_dir: Path, out: Path, *, select_budget_s: float = 120.0, mo
     settings = get_settings()
     snap = read_snapshot(snapshot_dir)
     cfg = LiveFitConfig(select_budget_s=select_budget_s, use_text=text, neighbours_top_k=neighbours_top_k,
-                        filter={"model": model} if model else None,
+                        filter={"model": model} if model else None, lightgcn=str(lightgcn) if lightgcn else None,
                         **({"correction_rank": correction_rank} if correction_rank is not None else {}))
     _, summary = fit_live(snap, out, cfg, cache_dir=settings.home / "text-cache", progress=not quiet)
     manifest = snapshot_dir / "manifest.json"
@@ -73,6 +74,8 @@ def register(app: typer.Typer) -> None:
         correction_rank: int | None = typer.Option(None, "--correction-rank", min=0, help="Rank of the low-rank correction of the cut "
                                                    "neighbours (default 0: none, the cheapest to serve; 256: better rankings, "
                                                    "a factor product per request)."),
+        lightgcn: Path | None = typer.Option(None, "--lightgcn", help="LightGCN checkpoint trained on this snapshot (graphrec train "
+                                             "--snapshot): fused with a weight chosen on validation."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Fit the default live model: choose on validation, report test, refit on every interaction for serving."""
@@ -84,12 +87,13 @@ def register(app: typer.Typer) -> None:
             if found != dataset:
                 raise DatasetMismatchError(f"snapshot {snapshot} is of dataset {found!r}, not {dataset!r}")
         summary = run_fit(snapshot, out, select_budget_s=select_budget_s, model=model, text=text, neighbours_top_k=neighbours_top_k,
-                          correction_rank=correction_rank, quiet=as_json)
+                          correction_rank=correction_rank, quiet=as_json, lightgcn=lightgcn)
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
             return
         f, w = summary["filter"], summary["fusion"]
-        typer.echo(f"fitted {f['model']} + text x{w['beta']:g} + popularity x{w['gamma']:g} -> {summary['checkpoint']}")
+        lg = f" + LightGCN x{w['lam']:g}" if summary.get("lightgcn") else ""
+        typer.echo(f"fitted {f['model']} + text x{w['beta']:g} + popularity x{w['gamma']:g}{lg} -> {summary['checkpoint']}")
         typer.echo(f"validation Recall@20 {summary['val']['recall@20']:.4f} NDCG@20 {summary['val']['ndcg@20']:.4f}; "
                    f"test (refit on train + val) Recall@20 {summary['test'].get('recall@20', float('nan')):.4f} "
                    f"NDCG@20 {summary['test'].get('ndcg@20', float('nan')):.4f}")

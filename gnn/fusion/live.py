@@ -7,14 +7,20 @@ The fused score of a user with history :math:`\mathbf{h}` is one :class:`gnn.liv
       + \beta\, \sigma_{t}\, \mathbf{T}\right)
       + \alpha\, (\mathbf{h}\mathbf{P})\mathbf{Q}^{\top}
       + \gamma\, \sigma_{p}\, \lVert \mathbf{h} \rVert_1\, \mathbf{p}
+      + \lambda\, \sigma_{g}\, (\mathbf{h}\mathbf{P}_{g})\mathbf{Q}_{g}^{\top}
 
 where :math:`\mathbf{W}_{\mathrm{filter}}, \mathbf{P}, \mathbf{Q}, \alpha` come from the graph filter
 (its own live form), :math:`\mathbf{T}` holds each item's ``text_top_k`` nearest items by the cosine
 of their BERT text vectors, :math:`\mathbf{p} = \log(1 + n_i) / \max_j \log(1 + n_j)` is popularity,
 and :math:`\sigma_t, \sigma_p` put both on the filter's scale (the mean nonzero weight of
 :math:`\mathbf{W}_{\mathrm{filter}}` divided by the mean nonzero of :math:`\mathbf{T}`, and that mean
-weight itself). The relative weights :math:`\beta, \gamma` are chosen on the validation part by a
-small grid; the fused form stays linear in the history, so serving computes it from the graph at
+weight itself). The last term is LightGCN, when one was trained on the same training part
+(:mod:`gnn.fusion.lightgcn_part`: :math:`\mathbf{P}_g, \mathbf{Q}_g` fold the user in from their
+history's item embeddings); :math:`\sigma_g` puts it on the filter's scale (that mean weight over the
+mean of each item's 20 strongest LightGCN weights :math:`\mathbf{p}_j^\top\mathbf{q}_i`). The relative
+weights :math:`\beta, \gamma, \lambda` are chosen on the validation part by a small grid (text and
+popularity first, then LightGCN, then popularity again); the fused form stays linear in the history
+(the LightGCN factors join the filter's low-rank part), so serving computes it from the graph at
 request time.
 
 Because every term is a function of the history, the same code fits for evaluation (on the
@@ -35,6 +41,7 @@ from pydantic import BaseModel, Field
 
 from gnn.data import InteractionData, SplitPart
 from gnn.evaluate import Evaluator
+from gnn.fusion.lightgcn_part import EmbeddingPart
 from gnn.live import LiveForm, top_k_rows
 from graphrec.errors import ModelError
 
@@ -46,6 +53,8 @@ class FusionGrid(BaseModel):
                                description="Relative weights of the text neighbours (0 = none).")
     gammas: list[float] = Field(default_factory=lambda: [0.0, 0.03, 0.1, 0.3, 1.0, 3.0],
                                 description="Relative weights of popularity (0 = none).")
+    lambdas: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.3, 1.0, 3.0],
+                                 description="Relative weights of the LightGCN part (0 = none); tried only when one is given.")
     max_users: int = Field(5000, ge=1, description="Validation users scored per grid point (a seeded sample when there are more).")
     metric: str = Field("ndcg@20", description="Validation metric the grid maximises.")
     seed: int = Field(0, description="Seed of the user sample.")
@@ -58,6 +67,8 @@ class FusionWeights(BaseModel):
     gamma: float = 0.0
     text_scale: float = 1.0
     pop_scale: float = 1.0
+    lam: float = Field(0.0, description="Relative weight of the LightGCN part (0: none).")
+    graph_scale: float = Field(1.0, description="Puts the LightGCN part on the filter's scale.")
 
 
 def history_matrix(parts: Sequence[SplitPart], num_users: int, num_items: int) -> sp.csr_matrix:
@@ -108,8 +119,25 @@ def fusion_scales(base: LiveForm, text: sp.csr_matrix | None) -> tuple[float, fl
     return (w / t if t > 0 else 0.0), w
 
 
-def combine(base: LiveForm, text: sp.csr_matrix | None, pop: np.ndarray | None, weights: FusionWeights) -> LiveForm:
-    """The fused live form of ``base`` with text neighbours and popularity (see the module docstring)."""
+def graph_scale(base: LiveForm, part: EmbeddingPart, sample: int = 256, top: int = 20, seed: int = 0) -> float:
+    r"""The filter's mean nonzero weight over the mean of the ``top`` strongest LightGCN weights of a
+    seeded sample of items (:math:`\sigma_g` in the module docstring)."""
+    w = _mean_nonzero(base.neighbours) or 1.0
+    rows = np.flatnonzero(np.abs(part.in_factors).sum(axis=1) > 0)
+    if not len(rows):
+        return 0.0
+    rows = np.random.default_rng(seed).choice(rows, size=min(sample, len(rows)), replace=False)
+    block = part.in_factors[rows] @ part.out_factors.T
+    k = min(top, block.shape[1])
+    strongest = np.partition(block, block.shape[1] - k, axis=1)[:, -k:]
+    m = float(np.abs(strongest).mean())
+    return w / m if m > 0 else 0.0
+
+
+def combine(base: LiveForm, text: sp.csr_matrix | None, pop: np.ndarray | None, weights: FusionWeights,
+            graph: EmbeddingPart | None = None) -> LiveForm:
+    """The fused live form of ``base`` with text neighbours, popularity and the LightGCN part ``graph``
+    (see the module docstring). The LightGCN factors are appended to the filter's low-rank part."""
     neighbours = base.neighbours
     if text is not None and weights.beta > 0:
         if text.shape != neighbours.shape:
@@ -117,7 +145,18 @@ def combine(base: LiveForm, text: sp.csr_matrix | None, pop: np.ndarray | None, 
         neighbours = (neighbours + (weights.beta * weights.text_scale) * text).tocsr().astype(np.float32)
         neighbours.eliminate_zeros()
     gamma = weights.gamma * weights.pop_scale if pop is not None else 0.0
-    return LiveForm(neighbours=neighbours, in_factors=base.in_factors, out_factors=base.out_factors, alpha=base.alpha,
+    pin, qout, alpha = base.in_factors, base.out_factors, base.alpha
+    lam = weights.lam * weights.graph_scale if graph is not None else 0.0
+    if lam > 0:
+        assert graph is not None
+        if graph.num_items != neighbours.shape[0]:
+            raise ModelError(f"the LightGCN part has {graph.num_items} items, the filter {neighbours.shape[0]}")
+        if pin is None or qout is None or alpha == 0.0:
+            pin, qout, alpha = graph.in_factors, graph.out_factors, lam
+        else:
+            pin = np.hstack([pin, (lam / alpha) * graph.in_factors]).astype(np.float32)
+            qout = np.hstack([qout, graph.out_factors]).astype(np.float32)
+    return LiveForm(neighbours=neighbours, in_factors=pin, out_factors=qout, alpha=alpha,
                     popularity=pop if gamma > 0 else None, gamma=float(gamma))
 
 
@@ -140,10 +179,12 @@ def _sampled_evaluator(data: InteractionData, part: str, max_users: int, seed: i
 
 def select_fusion(
     base: LiveForm, text: sp.csr_matrix | None, data: InteractionData, grid: FusionGrid | None = None,
+    graph: EmbeddingPart | None = None,
 ) -> tuple[FusionWeights, dict[str, float], list[dict[str, float]]]:
-    """Choose ``beta`` and ``gamma`` on the validation part (history: the training part).
+    """Choose ``beta``, ``gamma`` and (with ``graph``) ``lam`` on the validation part (history: the training part).
 
-    ``base`` must be fitted on the training part only.
+    ``base`` and ``graph`` must be fitted on the training part only. ``beta`` and ``gamma`` come from
+    their grid first; then ``lam`` with them fixed; when LightGCN joins, ``gamma`` once more.
 
     Returns:
         ``(weights, best validation metrics, every grid point with its metrics)``.
@@ -157,16 +198,33 @@ def select_fusion(
     history = history_matrix([data.train], data.num_users, data.num_items)
     pop = popularity(history)
     text_scale, pop_scale = fusion_scales(base, text)
+    g_scale = graph_scale(base, graph) if graph is not None else 1.0
     betas = grid.betas if text is not None and text.nnz else [0.0]
     ev = _sampled_evaluator(data, "val", grid.max_users, grid.seed)
     trials: list[dict[str, float]] = []
     best: tuple[float, FusionWeights, dict[str, float]] | None = None
-    for beta, gamma in itertools.product(betas, grid.gammas):
-        w = FusionWeights(beta=beta, gamma=gamma, text_scale=text_scale, pop_scale=pop_scale)
-        metrics = ev.evaluate(live_scorer(combine(base, text, pop, w), history)).metrics
-        trials.append({"beta": beta, "gamma": gamma, "recall@20": metrics["recall@20"], "ndcg@20": metrics["ndcg@20"]})
+    tried: set[tuple[float, float, float]] = set()
+
+    def trial(w: FusionWeights) -> None:
+        nonlocal best
+        key = (w.beta, w.gamma, w.lam)
+        if key in tried:
+            return
+        tried.add(key)
+        metrics = ev.evaluate(live_scorer(combine(base, text, pop, w, graph), history)).metrics
+        trials.append({"beta": w.beta, "gamma": w.gamma, "lam": w.lam, "recall@20": metrics["recall@20"], "ndcg@20": metrics["ndcg@20"]})
         if best is None or metrics[grid.metric] > best[0] + 1e-12:
             best = (metrics[grid.metric], w, metrics)
+
+    for beta, gamma in itertools.product(betas, grid.gammas):
+        trial(FusionWeights(beta=beta, gamma=gamma, text_scale=text_scale, pop_scale=pop_scale, graph_scale=g_scale))
+    if graph is not None and g_scale > 0:
+        assert best is not None
+        for lam in grid.lambdas:
+            trial(best[1].model_copy(update={"lam": lam}))
+        if best[1].lam > 0:
+            for gamma in grid.gammas:
+                trial(best[1].model_copy(update={"gamma": gamma}))
     assert best is not None
     return best[1], {k: best[2][k] for k in ("recall@20", "ndcg@20")}, trials
 
@@ -196,6 +254,8 @@ def fit_live_default(
     evaluate_test: bool = True,
     serve_on: Sequence[str] | None = ("train", "val", "test"),
     test_curve: bool = False,
+    graph: EmbeddingPart | None = None,
+    graph_served: EmbeddingPart | None = None,
 ) -> tuple[LiveForm | None, LiveFitReport]:
     """Choose the fusion weights on validation, report test, and fit the served form on ``serve_on``.
 
@@ -210,30 +270,36 @@ def fit_live_default(
         serve_on: Parts the served form is fitted on (default: all of them; ``None``: no served form).
         test_curve: Also score every grid point on the test part (the literature's protocol, selection
             on the test curve; reported as ``test_curve_best``, never used to choose).
+        graph: The LightGCN part (:mod:`gnn.fusion.lightgcn_part`) of a LightGCN trained on the
+            training part (its epochs chosen on the validation part); ``None``: no LightGCN. It is
+            also used for the test number (LightGCN is not retrained on train + validation).
+        graph_served: The LightGCN part of the served form (a LightGCN trained on more of the data);
+            ``None``: ``graph``.
     """
     t0 = time.perf_counter()
     text = text_neighbours(text_vectors, text_top_k) if text_vectors is not None and len(text_vectors) else None
     t_text = time.perf_counter()
     base_train = fit_filter(data, ("train",))
-    weights, val_metrics, trials = select_fusion(base_train, text, data, grid)
+    weights, val_metrics, trials = select_fusion(base_train, text, data, grid, graph)
     t_select = time.perf_counter()
     test_metrics: dict[str, float] = {}
     if evaluate_test and len(data.test):
         base_tv = fit_filter(data, ("train", "val"))
         h_tv = history_matrix([data.train, data.val], data.num_users, data.num_items)
-        form_tv = combine(base_tv, text, popularity(h_tv), weights)
+        form_tv = combine(base_tv, text, popularity(h_tv), weights, graph)
         test_ev = Evaluator(data, part="test", ks=(20,), metrics=("recall", "ndcg"), device="cpu")
         m = test_ev.evaluate(live_scorer(form_tv, h_tv)).metrics
         test_metrics = {k: m[k] for k in ("recall@20", "ndcg@20")}
         if test_curve:
             curve = []
             for t in trials:
-                w = weights.model_copy(update={"beta": t["beta"], "gamma": t["gamma"]})
-                mm = test_ev.evaluate(live_scorer(combine(base_tv, text, popularity(h_tv), w), h_tv)).metrics
-                curve.append({"beta": t["beta"], "gamma": t["gamma"], "recall@20": mm["recall@20"], "ndcg@20": mm["ndcg@20"]})
+                w = weights.model_copy(update={"beta": t["beta"], "gamma": t["gamma"], "lam": t["lam"]})
+                mm = test_ev.evaluate(live_scorer(combine(base_tv, text, popularity(h_tv), w, graph), h_tv)).metrics
+                curve.append({"beta": t["beta"], "gamma": t["gamma"], "lam": t["lam"], "recall@20": mm["recall@20"], "ndcg@20": mm["ndcg@20"]})
             best = max(curve, key=lambda c: c["ndcg@20"])
             test_metrics.update({"test_curve_best_recall@20": best["recall@20"], "test_curve_best_ndcg@20": best["ndcg@20"],
-                                 "test_curve_best_beta": best["beta"], "test_curve_best_gamma": best["gamma"]})
+                                 "test_curve_best_beta": best["beta"], "test_curve_best_gamma": best["gamma"],
+                                 "test_curve_best_lam": best["lam"]})
     t_test = time.perf_counter()
     served: LiveForm | None = None
     parts: list[str] = []
@@ -241,7 +307,7 @@ def fit_live_default(
         parts = [p for p in serve_on if len(data.part(p))]
         base_all = fit_filter(data, tuple(parts))
         h_all = history_matrix([data.part(p) for p in parts], data.num_users, data.num_items)
-        served = combine(base_all, text, popularity(h_all), weights)
+        served = combine(base_all, text, popularity(h_all), weights, graph_served if graph_served is not None else graph)
     t_end = time.perf_counter()
     report = LiveFitReport(
         weights=weights, val_metrics=val_metrics, test_metrics=test_metrics, grid=trials, served_on=parts,
@@ -252,6 +318,6 @@ def fit_live_default(
 
 
 __all__ = [
-    "FilterFit", "FusionGrid", "FusionWeights", "LiveFitReport", "combine", "fit_live_default", "fusion_scales", "history_matrix",
+    "FilterFit", "FusionGrid", "FusionWeights", "LiveFitReport", "combine", "fit_live_default", "fusion_scales", "graph_scale", "history_matrix",
     "live_scorer", "popularity", "select_fusion", "text_neighbours",
 ]
