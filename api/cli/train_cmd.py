@@ -146,11 +146,14 @@ def train(
         raise InvalidArgumentError(f"unknown recipe {recipe!r}; use one of {sorted(RECIPES)}")
     if resume and state is None:
         raise InvalidArgumentError("--resume needs --state (the file or folder of the state to continue from)")
+    from gnn.filters.bench import FILTER_MODELS
+
     params = _parse_params(param)
     if split == "fixed":
-        params.setdefault("val_fraction", 0.1)
+        # graph filters hold out the split's own validation part; an embedding model gets none here, so the
+        # carve below makes it exactly as `graphrec fit` does, and `graphrec fit --lightgcn` accepts the model
+        params.setdefault("val_fraction", 0.1 if model in FILTER_MODELS else 0.0)
     snap = load_snapshot(settings, dataset=dataset, snapshot=snapshot, lightgcn=lightgcn, split=split, params=params, seed=split_seed)
-    from gnn.filters.bench import FILTER_MODELS
 
     if model in FILTER_MODELS:
         _train_filter(
@@ -172,7 +175,7 @@ def train(
     if len(data.val) == 0:
         from gnn.holdout import DEFAULT_VAL_FRACTION, carve_validation
 
-        data = carve_validation(data, DEFAULT_VAL_FRACTION, seed=config.seed)
+        data = carve_validation(data, DEFAULT_VAL_FRACTION, seed=split_seed)  # the carve of `graphrec fit` (seed 0 by default)
         typer.echo(f"no validation part: carved {len(data.val)} training interactions ({DEFAULT_VAL_FRACTION:.0%} per user) for early stopping")
     typer.echo(
         f"{data.dataset}: {data.num_users} users, {data.num_items} items; train {len(data.train)}, "

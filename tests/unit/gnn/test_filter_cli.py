@@ -85,3 +85,17 @@ def test_bench_train_labels_the_literature_protocol(tmp_path: Path, capsys: pyte
     assert rec["protocol"].startswith("test-selection") and rec["fitted_on"] == ["train"]
     # selected on the test part: the chosen candidate's score is the best test score of the search
     assert rec["selection"]["val_metrics"]["ndcg@20"] == max(c["ndcg@20"] for c in rec["selection"]["candidates"])
+
+
+def test_bench_fit_fuses_a_lightgcn_trained_by_graphrec_train_on_the_same_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_lightgcn_files(tmp_path / "tiny")
+    code, out, err = run_cli(["train", "--lightgcn", str(data), "--model", "lightgcn", "--recipe", "default", "--epochs", "2",
+                              "--device", "cpu", "--no-progress", "--out", str(tmp_path / "lgcn")], capsys)
+    assert code == 0, out + err
+    code, out, err = run_cli(["bench", "fit", "--dataset", "tiny", "--path", str(data), "--no-text", "--select-budget", "20",
+                              "--lightgcn", str(tmp_path / "lgcn"), "--out", str(tmp_path / "out")], capsys)
+    assert code == 0, out + err
+    rec = json.loads((tmp_path / "out" / "bench_fit.json").read_text())
+    assert rec["lightgcn"]["version"] == load_checkpoint(tmp_path / "lgcn").meta.version  # same training part: accepted
+    assert {t["lam"] for t in rec["fusion_grid_val"]} >= {0.0, 0.1, 0.3, 1.0, 3.0} and "lam" in rec["fusion"]
+    assert 0.0 <= rec["best"]["ndcg@20"] <= 1.0
