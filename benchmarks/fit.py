@@ -4,8 +4,9 @@ Protocol, the same command for every dataset:
 
 1. Read the split: a LightGCN-format folder (``train.txt`` / ``test.txt``, e.g. Gowalla) with
    ``--path``, or the bundled MovieLens (per-user temporal 70 / 10 / 20).
-2. When the split has no validation part, carve one out of the training part (10 % of each user's
-   training interactions, seeded): :func:`gnn.holdout.carve_validation`.
+2. Carve a validation part out of the training part: 10 % of each user's training interactions,
+   seeded (the ``fixed`` split's ``val_fraction``, as ``graphrec train --lightgcn`` does; the bundled
+   MovieLens split has its own).
 3. Choose the graph filter and its settings (:mod:`gnn.filters.selection`, within ``--select-budget``)
    and the fusion weights (popularity, and text neighbours when the items have text) on that
    validation part.
@@ -48,7 +49,8 @@ def run_fit_bench(dataset: str, path: Path | None, select_budget_s: float, text:
     if path is not None:
         from loaders.lightgcn import read_lightgcn
 
-        snap = snapshot_from_frames(read_lightgcn(path, name=dataset), SplitSpec(name="fixed", params={"val_fraction": 0.0}), seed=seed)
+        # the validation part carved from train.txt by the split, as `graphrec train --lightgcn` carves it
+        snap = snapshot_from_frames(read_lightgcn(path, name=dataset), SplitSpec(name="fixed", params={"val_fraction": 0.1}), seed=seed)
     else:
         from loaders.movielens import read_movielens
 
@@ -56,6 +58,7 @@ def run_fit_bench(dataset: str, path: Path | None, select_budget_s: float, text:
                                                                            params={"test_fraction": 0.2, "val_fraction": 0.1}), seed=seed)
     cfg = LiveFitConfig(select_budget_s=select_budget_s, use_text=text, seed=seed)
     data, carved = with_validation(InteractionData.from_snapshot(snap), cfg)
+    carved = carved or path is not None  # LightGCN files: the split carved it from train.txt
     t_read = time.perf_counter()
     fc, selection = choose_filter(data, cfg)
     t_select = time.perf_counter()

@@ -146,14 +146,11 @@ def train(
         raise InvalidArgumentError(f"unknown recipe {recipe!r}; use one of {sorted(RECIPES)}")
     if resume and state is None:
         raise InvalidArgumentError("--resume needs --state (the file or folder of the state to continue from)")
-    from gnn.filters.bench import FILTER_MODELS
-
     params = _parse_params(param)
     if split == "fixed":
-        # graph filters hold out the split's own validation part; an embedding model gets none here, so the
-        # carve below makes it exactly as `graphrec fit` does, and `graphrec fit --lightgcn` accepts the model
-        params.setdefault("val_fraction", 0.1 if model in FILTER_MODELS else 0.0)
+        params.setdefault("val_fraction", 0.1)
     snap = load_snapshot(settings, dataset=dataset, snapshot=snapshot, lightgcn=lightgcn, split=split, params=params, seed=split_seed)
+    from gnn.filters.bench import FILTER_MODELS
 
     if model in FILTER_MODELS:
         _train_filter(
