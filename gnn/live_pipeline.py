@@ -9,7 +9,9 @@ Steps of :func:`fit_live`:
 3. Encode the item texts (the offline BERT model, cached) when the items have any.
 4. Choose the fusion weights of text neighbours and popularity on the validation part, refit on
    train + validation and evaluate on test (the numbers a user quotes), then refit on *every*
-   interaction (the form that is served): :func:`gnn.fusion.live.fit_live_default`.
+   interaction (the form that is served): :func:`gnn.fusion.live.fit_live_default`. A LightGCN
+   given as a checkpoint joins the fusion; when it gets a weight, it is retrained on every
+   interaction for its best epoch count (:mod:`gnn.fusion.lightgcn_refit`).
 5. Save a live checkpoint whose metadata keeps the evaluation numbers and the served form apart.
 """
 
@@ -26,7 +28,9 @@ from pydantic import BaseModel, Field
 
 from gnn.data import InteractionData
 from gnn.filters.base import DEFAULT_CORRECTION_RANK
-from gnn.fusion.lightgcn_part import lightgcn_part
+from gnn.checkpoint import load_checkpoint
+from gnn.fusion.lightgcn_part import EmbeddingPart, lightgcn_part
+from gnn.fusion.lightgcn_refit import refit_lightgcn
 from gnn.fusion.live import FusionGrid, fit_live_default
 from gnn.holdout import carve_validation, merge_parts
 from gnn.live import LiveForm
@@ -47,6 +51,10 @@ class LiveFitConfig(BaseModel):
     grid: FusionGrid = Field(default_factory=FusionGrid)
     lightgcn: str | None = Field(None, description="LightGCN checkpoint trained on this snapshot (graphrec train): its part joins the "
                                  "fusion with a weight chosen on validation (gnn.fusion.lightgcn_part); None: no LightGCN.")
+    lightgcn_refit: bool = Field(True, description="When LightGCN gets a weight, retrain it on every interaction for the checkpoint's "
+                                 "best epoch count (gnn.fusion.lightgcn_refit), so the served part is fitted on all the data like "
+                                 "the filter; False: serve the checkpoint's training-part model.")
+    device: str = Field("auto", description="Where the LightGCN refit trains: auto (a GPU when present), cpu or cuda.")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="Share of each user's training part carved for validation when the split has none.")
     seed: int = 0
 
@@ -127,14 +135,30 @@ def fit_live(
     t_sel = time.perf_counter()
     vectors, identity = item_text_vectors(snapshot, cache_dir, progress) if cfg.use_text and cfg.text_top_k > 0 else (None, None)
     t_text = time.perf_counter()
-    graph = lightgcn_part(cfg.lightgcn, list(data.items.ids), training=data) if cfg.lightgcn else None
-    form, report = fit_live_default(data, filter_fitter(fc), vectors, text_top_k=max(cfg.text_top_k, 1), grid=cfg.grid, graph=graph)
+    ckpt = load_checkpoint(cfg.lightgcn) if cfg.lightgcn else None
+    graph = lightgcn_part(ckpt, list(data.items.ids), training=data) if ckpt is not None else None
+    refitted: list[EmbeddingPart] = []
+
+    def refit_graph(parts: Sequence[str]) -> EmbeddingPart:
+        assert ckpt is not None
+        refitted.append(refit_lightgcn(ckpt, data, parts, device=cfg.device, progress=progress))
+        return refitted[-1]
+
+    form, report = fit_live_default(data, filter_fitter(fc), vectors, text_top_k=max(cfg.text_top_k, 1), grid=cfg.grid, graph=graph,
+                                    refit_graph=refit_graph if cfg.lightgcn_refit else None)
     assert form is not None
+    lightgcn = None
+    if graph is not None:
+        lightgcn = {**graph.meta, "served_on": report.graph_served_on if report.weights.lam > 0 else [],
+                    "served": (f"retrained on {report.graph_served_on} for {refitted[-1].meta['epochs']} epochs" if refitted
+                               else "the checkpoint's model (trained on the training part)" if report.weights.lam > 0
+                               else "not served (weight 0 chosen on validation)"),
+                    "refit": refitted[-1].meta if refitted else None}
     extra = {
         "kind": "live", "served_on": report.served_on, "validation_carved": carved, "filter": fc.model_dump(),
         "filter_selection": selection, "fusion": report.weights.model_dump(), "fusion_grid": report.grid,
         "text_encoder": identity, "text_top_k": cfg.text_top_k if vectors is not None else 0,
-        "lightgcn": None if graph is None else {**graph.meta, "served_on": "the checkpoint's training part (LightGCN is not retrained here)"},
+        "lightgcn": lightgcn,
         "evaluation": {"val": "filter and weights fitted on train, scored on val",
                        "test": "refitted on train + val with the chosen settings, scored on test"},
         "config": cfg.model_dump(),
@@ -145,6 +169,7 @@ def fit_live(
         "checkpoint": str(path), "filter": fc.model_dump(), "fusion": report.weights.model_dump(), "val": report.val_metrics,
         "test": report.test_metrics, "served_on": report.served_on, "validation_carved": carved,
         "neighbours": int(form.neighbours.nnz), "rank": form.rank, "lightgcn": None if graph is None else graph.source,
+        "lightgcn_served": None if lightgcn is None else lightgcn["served"],
         "seconds": {"select_filter": round(t_sel - t0, 1), "encode_text": round(t_text - t_sel, 1), **report.seconds,
                     "total": round(time.perf_counter() - t0, 1)},
     }

@@ -17,7 +17,7 @@ import typer
 
 def run_fit(snapshot_dir: Path, out: Path, *, select_budget_s: float = 120.0, model: str | None = None, text: bool = True,
             neighbours_top_k: int = 100, correction_rank: int | None = None, quiet: bool = False,
-            lightgcn: Path | None = None) -> dict[str, Any]:
+            lightgcn: Path | None = None, lightgcn_refit: bool = True, device: str | None = None) -> dict[str, Any]:
     """Fit the default live model from a snapshot folder (the library call behind ``graphrec fit``)."""
     from gnn.live_pipeline import LiveFitConfig, fit_live
     from graphrec.settings import get_settings
@@ -27,7 +27,7 @@ def run_fit(snapshot_dir: Path, out: Path, *, select_budget_s: float = 120.0, mo
     snap = read_snapshot(snapshot_dir)
     cfg = LiveFitConfig(select_budget_s=select_budget_s, use_text=text, neighbours_top_k=neighbours_top_k,
                         filter={"model": model} if model else None, lightgcn=str(lightgcn) if lightgcn else None,
-                        **({"correction_rank": correction_rank} if correction_rank is not None else {}))
+                        lightgcn_refit=lightgcn_refit, device=device or settings.device, **({"correction_rank": correction_rank} if correction_rank is not None else {}))
     _, summary = fit_live(snap, out, cfg, cache_dir=settings.home / "text-cache", progress=not quiet)
     manifest = snapshot_dir / "manifest.json"
     if manifest.is_file():  # publish reads the dataset from the training snapshot's manifest
@@ -76,6 +76,11 @@ def register(app: typer.Typer) -> None:
                                                    "a factor product per request)."),
         lightgcn: Path | None = typer.Option(None, "--lightgcn", help="LightGCN checkpoint trained on this snapshot (graphrec train "
                                              "--snapshot): fused with a weight chosen on validation."),
+        lightgcn_refit: bool = typer.Option(True, "--lightgcn-refit/--no-lightgcn-refit", help="When LightGCN gets a weight, retrain "
+                                            "it on every interaction for its best epoch count before serving (the default); "
+                                            "--no-lightgcn-refit serves the checkpoint's training-part model."),
+        device: str | None = typer.Option(None, "--device", help="Where the LightGCN refit trains: auto (a GPU when present), cpu or "
+                                          "cuda (default: GRAPHREC_DEVICE)."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Fit the default live model: choose on validation, report test, refit on every interaction for serving."""
@@ -87,7 +92,8 @@ def register(app: typer.Typer) -> None:
             if found != dataset:
                 raise DatasetMismatchError(f"snapshot {snapshot} is of dataset {found!r}, not {dataset!r}")
         summary = run_fit(snapshot, out, select_budget_s=select_budget_s, model=model, text=text, neighbours_top_k=neighbours_top_k,
-                          correction_rank=correction_rank, quiet=as_json, lightgcn=lightgcn)
+                          correction_rank=correction_rank, quiet=as_json, lightgcn=lightgcn,
+                          lightgcn_refit=lightgcn_refit, device=device)
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
             return
@@ -99,3 +105,5 @@ def register(app: typer.Typer) -> None:
                    f"NDCG@20 {summary['test'].get('ndcg@20', float('nan')):.4f}")
         typer.echo(f"served form fitted on {', '.join(summary['served_on'])}; {summary['neighbours']:,} neighbour weights, "
                    f"rank {summary['rank']}; {summary['seconds']['total']:.0f} s")
+        if summary.get("lightgcn_served"):
+            typer.echo(f"LightGCN part: {summary['lightgcn_served']}")

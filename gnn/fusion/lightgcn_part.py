@@ -65,16 +65,19 @@ class EmbeddingPart:
         return np.asarray(history @ self.in_factors, dtype=np.float32) @ self.out_factors.T
 
 
-def lightgcn_factors(checkpoint: Checkpoint) -> tuple[np.ndarray, np.ndarray]:
-    """In- and out-factors of a trained LightGCN, in the checkpoint's item order (see the module docstring).
+def lightgcn_factors(checkpoint: Checkpoint | Any) -> tuple[np.ndarray, np.ndarray]:
+    """In- and out-factors of a trained LightGCN (a checkpoint, or the model itself), in its item order
+    (see the module docstring).
 
     Raises:
-        ModelError: The checkpoint is not a LightGCN with its training graph.
+        ModelError: Not a LightGCN with its training graph.
     """
-    model = checkpoint.model
+    model = checkpoint.model if isinstance(checkpoint, Checkpoint) else checkpoint
     lightgcn = getattr(model, "lightgcn", None)
     if lightgcn is None or not hasattr(model, "adjacency") or not hasattr(model, "train_items"):
-        raise ModelError(f"checkpoint {checkpoint.meta.version} is a {checkpoint.meta.model_type!r} model, not LightGCN")
+        what = f"checkpoint {checkpoint.meta.version} is a {checkpoint.meta.model_type!r} model" if isinstance(checkpoint, Checkpoint) \
+            else f"{type(model).__name__} is"
+        raise ModelError(f"{what} not LightGCN")
     model.eval()
     with torch.no_grad():
         adj = model.adjacency()
@@ -102,6 +105,8 @@ def check_trained_on(checkpoint: Checkpoint, data: InteractionData) -> None:
         ModelError: The checkpoint's training interactions differ from ``data.train``.
     """
     model = checkpoint.model
+    if not hasattr(model, "train_users") or not hasattr(model, "train_items"):
+        raise ModelError(f"checkpoint {checkpoint.meta.version} is a {checkpoint.meta.model_type!r} model, not LightGCN")
     users = {u: r for r, u in enumerate(data.users.ids)}
     items = {i: r for r, i in enumerate(data.items.ids)}
     cu = np.array([users.get(u, -1) for u in checkpoint.users.ids], dtype=np.int64)[model.train_users.cpu().numpy()]
@@ -130,9 +135,9 @@ def lightgcn_part(checkpoint: str | os.PathLike[str] | Checkpoint, item_ids: lis
         ModelError: Not a LightGCN, trained on other interactions, or sharing no item with ``item_ids``.
     """
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-    p, q = lightgcn_factors(ckpt)
     if training is not None:
         check_trained_on(ckpt, training)
+    p, q = lightgcn_factors(ckpt)
     index = {i: r for r, i in enumerate(ckpt.items.ids)}
     rows = np.array([index.get(i, -1) for i in item_ids], dtype=np.int64)
     known = rows >= 0

@@ -241,6 +241,8 @@ class LiveFitReport(BaseModel):
     test_metrics: dict[str, float] = Field(default_factory=dict, description="Test metrics of a refit on train + validation.")
     grid: list[dict[str, float]] = Field(default_factory=list)
     served_on: list[str] = Field(description="Split parts the served form was fitted on.")
+    graph_served_on: list[str] = Field(default_factory=list, description="Split parts the served LightGCN part was trained on "
+                                       "(empty: no LightGCN).")
     seconds: dict[str, float] = Field(default_factory=dict)
 
 
@@ -255,7 +257,7 @@ def fit_live_default(
     serve_on: Sequence[str] | None = ("train", "val", "test"),
     test_curve: bool = False,
     graph: EmbeddingPart | None = None,
-    graph_served: EmbeddingPart | None = None,
+    refit_graph: Callable[[Sequence[str]], EmbeddingPart] | None = None,
 ) -> tuple[LiveForm | None, LiveFitReport]:
     """Choose the fusion weights on validation, report test, and fit the served form on ``serve_on``.
 
@@ -273,8 +275,9 @@ def fit_live_default(
         graph: The LightGCN part (:mod:`gnn.fusion.lightgcn_part`) of a LightGCN trained on the
             training part (its epochs chosen on the validation part); ``None``: no LightGCN. It is
             also used for the test number (LightGCN is not retrained on train + validation).
-        graph_served: The LightGCN part of the served form (a LightGCN trained on more of the data);
-            ``None``: ``graph``.
+        refit_graph: Retrains the LightGCN on the named parts and returns its part
+            (:func:`gnn.fusion.lightgcn_refit.refit_lightgcn`); called for the served form only when
+            LightGCN gets a weight. ``None``: the served form uses ``graph`` (trained on the training part).
     """
     t0 = time.perf_counter()
     text = text_neighbours(text_vectors, text_top_k) if text_vectors is not None and len(text_vectors) else None
@@ -303,14 +306,19 @@ def fit_live_default(
     t_test = time.perf_counter()
     served: LiveForm | None = None
     parts: list[str] = []
+    graph_served_on = ["train"] if graph is not None else []
     if serve_on is not None:
         parts = [p for p in serve_on if len(data.part(p))]
         base_all = fit_filter(data, tuple(parts))
         h_all = history_matrix([data.part(p) for p in parts], data.num_users, data.num_items)
-        served = combine(base_all, text, popularity(h_all), weights, graph_served if graph_served is not None else graph)
+        served_graph = graph
+        if graph is not None and weights.lam > 0 and refit_graph is not None:
+            served_graph = refit_graph(tuple(parts))
+            graph_served_on = list(parts)
+        served = combine(base_all, text, popularity(h_all), weights, served_graph)
     t_end = time.perf_counter()
     report = LiveFitReport(
-        weights=weights, val_metrics=val_metrics, test_metrics=test_metrics, grid=trials, served_on=parts,
+        weights=weights, val_metrics=val_metrics, test_metrics=test_metrics, grid=trials, served_on=parts, graph_served_on=graph_served_on,
         seconds={"text_neighbours": round(t_text - t0, 2), "select": round(t_select - t_text, 2), "test": round(t_test - t_select, 2),
                  "serve_fit": round(t_end - t_test, 2), "total": round(t_end - t0, 2)},
     )

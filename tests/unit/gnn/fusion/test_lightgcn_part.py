@@ -152,7 +152,7 @@ def test_fit_live_takes_a_lightgcn_checkpoint_of_its_training_part_and_refuses_o
 
     data = InteractionData.from_snapshot(taste_snapshot)
     good = _lightgcn(data, tmp_path / "good")
-    cfg = LiveFitConfig(filter={"model": "gfcf", "rank": 4}, use_text=False, neighbours_top_k=5, lightgcn=str(good),
+    cfg = LiveFitConfig(filter={"model": "gfcf", "rank": 4}, use_text=False, neighbours_top_k=5, lightgcn=str(good), lightgcn_refit=False,
                         grid=FusionGrid(betas=[0.0], gammas=[0.0], lambdas=[0.0, 1.0]))
     path, summary = fit_live(taste_snapshot, tmp_path / "ck", cfg)
     extra = load_live_checkpoint(path).meta.extra
