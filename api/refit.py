@@ -24,25 +24,32 @@ SPLIT_ARGS: tuple[str, ...] = ("--split", "per_user_temporal", "--param", "test_
 
 
 def train_steps(dataset: str, snapshot: str, out: str, *, epochs: int | None = None, extra: Sequence[str] = (),
-                publish: bool = True) -> list[list[str]]:
+                publish: bool = True, lightgcn: bool = False) -> list[list[str]]:
     """Export a snapshot of the active graph, train the default model on it, publish the checkpoint.
 
     Args:
         dataset: Dataset name.
         snapshot: Folder the snapshot is exported to.
         out: Checkpoint folder.
-        epochs: Training epochs (default: the trainer's).
+        epochs: Training epochs (default: the trainer's; with ``lightgcn``, the most LightGCN epochs).
         extra: More trainer arguments (checked by the caller).
         publish: Publish the checkpoint (the publish refuses one that does not cover the graph).
+        lightgcn: Train LightGCN on the same snapshot first (``graphrec train --recipe default``, into
+            ``<out>-lightgcn``) and give it to ``graphrec fit --lightgcn``, which fuses it with a weight
+            chosen on validation and retrains it on every interaction when it gets one.
 
     Returns:
         The ``graphrec`` argument lists, in order.
     """
     ep = ["--epochs", str(epochs)] if epochs and TRAINER in EPOCH_TRAINERS else []
-    steps = [
-        ["snapshot", "export", "--dataset", dataset, *SPLIT_ARGS, "--out", snapshot],
-        [TRAINER, "--snapshot", snapshot, "--dataset", dataset, "--out", out, *ep, *extra],
-    ]
+    steps = [["snapshot", "export", "--dataset", dataset, *SPLIT_ARGS, "--out", snapshot]]
+    fused: list[str] = []
+    if lightgcn:
+        trained = f"{out}-lightgcn"
+        steps.append(["train", "--snapshot", snapshot, "--recipe", "default", "--no-progress", "--out", trained,
+                      *(["--epochs", str(epochs)] if epochs else [])])
+        fused = ["--lightgcn", trained]
+    steps.append([TRAINER, "--snapshot", snapshot, "--dataset", dataset, "--out", out, *ep, *fused, *extra])
     if publish:
         steps.append(["publish", "--checkpoint", out, "--dataset", dataset])
     return steps

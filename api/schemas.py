@@ -147,15 +147,17 @@ class ReloadIn(BaseModel):
 
 
 class TrainIn(BaseModel):
-    """A retraining: ``graphrec snapshot export``, ``graphrec fuse`` (or ``train``), then ``graphrec publish``."""
+    """A retraining: ``graphrec snapshot export``, ``graphrec fit`` (the default model), then ``graphrec publish``."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"epochs": 20}]})
 
     epochs: int | None = Field(None, ge=1, le=10_000)
     extra_args: list[Annotated[str, Field(max_length=300, pattern=ARG_PATTERN)]] = Field(
         default_factory=list, max_length=20,
-        description="More `graphrec fuse`/`train` options (each one `--name` or a value; letters, digits and `_.,:=/@+-`).")
+        description="More `graphrec fit` options (each one `--name` or a value; letters, digits and `_.,:=/@+-`).")
     publish: StrictBool = True
+    lightgcn: StrictBool = Field(False, description="Also train LightGCN on the snapshot (`graphrec train --recipe default`; a GPU "
+                                 "helps) and fuse it into the default model with a weight chosen on validation.")
 
 
 class JobOut(BaseModel):

@@ -58,9 +58,10 @@ def _check(proc: subprocess.CompletedProcess[str], what: str) -> None:
         raise ConfigError(f"demo step failed ({what}, exit {proc.returncode})" + (": " + " | ".join(tail) if tail else ""))
 
 
-def _train(dataset: str, settings: object, epochs: int | None, trainer: str = "fit") -> Path:
-    """Export a snapshot from the graph and fit the default live model on it (``graphrec fit``), or train
-    the fused LightGCN + text model (``trainer="fuse"``, ``epochs`` apply). Returns the checkpoint folder."""
+def _train(dataset: str, settings: object, epochs: int | None, trainer: str = "fit", lightgcn: bool = False) -> Path:
+    """Export a snapshot from the graph and fit the default live model on it (``graphrec fit``; with
+    ``lightgcn``, a LightGCN trained first on the same snapshot joins its fusion), or train the fused
+    LightGCN + text model (``trainer="fuse"``, ``epochs`` apply). Returns the checkpoint folder."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     snap = settings.snapshots_dir / f"demo-{dataset}-{stamp}"  # type: ignore[attr-defined]
     _check(_graphrec("snapshot", "export", "--dataset", dataset, "--split", "per_user_temporal", "--param", "test_fraction=0.2",
@@ -70,7 +71,13 @@ def _train(dataset: str, settings: object, epochs: int | None, trainer: str = "f
         args = ["fuse", "--snapshot", str(snap), "--dataset", dataset, "--out", str(out)] + (["--epochs", str(epochs)] if epochs else [])
         _check(_graphrec(*args), "fuse (train the fused LightGCN + text model)")
     else:
-        _check(_graphrec("fit", "--snapshot", str(snap), "--dataset", dataset, "--out", str(out)), "fit (the default live model)")
+        extra: list[str] = []
+        if lightgcn:
+            trained = settings.models_dir / f"demo-{dataset}-{stamp}-lightgcn"  # type: ignore[attr-defined]
+            _check(_graphrec("train", "--snapshot", str(snap), "--recipe", "default", "--out", str(trained),
+                             *(["--epochs", str(epochs)] if epochs else [])), "train (LightGCN for the fusion)")
+            extra = ["--lightgcn", str(trained)]
+        _check(_graphrec("fit", "--snapshot", str(snap), "--dataset", dataset, "--out", str(out), *extra), "fit (the default live model)")
     return out
 
 
@@ -80,9 +87,12 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_cmd(
         port: int | None = typer.Option(None, "--port", help="API port (default: GRAPHREC_API_PORT)."),
-        epochs: int | None = typer.Option(None, "--epochs", help="Training epochs of --trainer fuse (default: the trainer's)."),
+        epochs: int | None = typer.Option(None, "--epochs", help="Most training epochs of --trainer fuse or --lightgcn (default: the trainer's)."),
         trainer: str = typer.Option("fit", "--trainer", help="fit: the default live model (graph filter + text + popularity, "
                                     "minutes on a CPU); fuse: the fused LightGCN + text embedding model."),
+        lightgcn: bool = typer.Option(False, "--lightgcn/--no-lightgcn", help="With --trainer fit: also train LightGCN on the "
+                                      "snapshot (graphrec train --recipe default; a GPU helps, over ten minutes on a 2-core CPU) and "
+                                      "fuse it with a weight chosen on validation, retrained on every interaction when it gets one."),
         skip_train: bool = typer.Option(False, "--skip-train", help="Publish the newest existing checkpoint instead of training."),
         serve: bool = typer.Option(False, "--serve/--no-serve", help="Keep the API running after the demo (Ctrl-C stops it)."),
         k: int = typer.Option(5, "--k", min=1, max=20),
@@ -99,7 +109,9 @@ def register(app: typer.Typer) -> None:
         if not settings.neo4j_uri:
             _check(_graphrec("neo4j", "start"), "neo4j start")
         _check(_graphrec("load", "movielens", "--dataset", dataset), "load movielens")
-        checkpoint = None if skip_train else _train(dataset, settings, epochs, trainer)
+        if lightgcn and trainer != "fit":
+            raise ConfigError("--lightgcn adds LightGCN to --trainer fit; --trainer fuse trains LightGCN already")
+        checkpoint = None if skip_train else _train(dataset, settings, epochs, trainer, lightgcn)
         pub = ["publish", "--dataset", dataset] + (["--checkpoint", str(checkpoint)] if checkpoint else ["--latest"])
         _check(_graphrec(*pub), "publish")
 

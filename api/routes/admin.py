@@ -67,8 +67,8 @@ def post_reload(request: Request, graph: GraphDep, body: ReloadIn) -> JobOut:
 
 @router.post("/train", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED, summary="Start a retraining")
 def post_train(request: Request, graph: GraphDep, body: TrainIn) -> JobOut:
-    """Exports a snapshot from the graph, trains the default model (:mod:`api.refit`: ``graphrec fuse``),
-    then publishes the new checkpoint. Everything runs in subprocesses:
+    """Exports a snapshot from the graph, trains the default model (:mod:`api.refit`: ``graphrec fit``; with
+    ``lightgcn``, a LightGCN trained first joins its fusion), then publishes the new checkpoint. Everything runs in subprocesses:
     the API process never trains."""
     import time
 
@@ -79,7 +79,7 @@ def post_train(request: Request, graph: GraphDep, body: TrainIn) -> JobOut:
     snap = str(settings.snapshots_dir / f"job-{graph.dataset}-{stamp}")
     out = str(settings.models_dir / f"job-{graph.dataset}-{stamp}")
     extra = check_args(list(body.extra_args))
-    steps: list = train_steps(graph.dataset, snap, out, epochs=body.epochs, extra=extra, publish=body.publish)
+    steps: list = train_steps(graph.dataset, snap, out, epochs=body.epochs, extra=extra, publish=body.publish, lightgcn=body.lightgcn)
     job = _runner(request).submit("train", steps)
     return JobOut.of(job)
 

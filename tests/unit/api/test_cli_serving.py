@@ -72,3 +72,28 @@ def test_browser_queries_name_the_dataset_user_and_item() -> None:
     assert "NEIGHBOUR" in qs[0][1] and "id: '1'" in qs[0][1] and "dataset: 'movielens'" in qs[0][1]
     assert "id: '1221'" in qs[1][1] and "(j:Item)-[n:NEIGHBOUR]->" in qs[1][1] and "RETURN p" in qs[1][1]
     assert "ActiveModel" in qs[2][1] and "m.kind" in qs[2][1]
+
+
+def test_demo_with_lightgcn_trains_it_on_the_snapshot_then_fuses_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    from types import SimpleNamespace
+
+    from api.cli import demo_cmd
+
+    ran: list[tuple[str, ...]] = []
+
+    def fake(*args: str, **_: object) -> subprocess.CompletedProcess[str]:
+        ran.append(args)
+        return subprocess.CompletedProcess(list(args), 0, "", "")
+
+    monkeypatch.setattr(demo_cmd, "_graphrec", fake)
+    settings = SimpleNamespace(snapshots_dir=tmp_path / "snap", models_dir=tmp_path / "models")
+    out = demo_cmd._train("movielens", settings, None, "fit", lightgcn=True)
+    assert [a[0] for a in ran] == ["snapshot", "train", "fit"]
+    snap = ran[0][ran[0].index("--out") + 1]
+    train, fit = ran[1], ran[2]
+    assert train[train.index("--snapshot") + 1] == snap and train[train.index("--recipe") + 1] == "default"
+    assert fit[fit.index("--lightgcn") + 1] == train[train.index("--out") + 1] and fit[fit.index("--out") + 1] == str(out)
+    ran.clear()
+    demo_cmd._train("movielens", settings, None, "fit")
+    assert [a[0] for a in ran] == ["snapshot", "fit"] and "--lightgcn" not in ran[1]

@@ -23,3 +23,12 @@ def test_refit_steps_name_their_folders_under_home(tmp_path: Path) -> None:
     snap, out = steps[0][-1], steps[-1][2]
     assert snap.startswith(str(tmp_path / "snapshots" / "refit-toy-")) and out.startswith(str(tmp_path / "models" / "refit-toy-"))
     assert steps[1][steps[1].index("--snapshot") + 1] == snap and "--epochs" not in steps[1]
+
+
+def test_train_steps_with_lightgcn_train_it_on_the_snapshot_and_hand_it_to_the_fit() -> None:
+    steps = train_steps("movielens", "/s", "/m", epochs=50, lightgcn=True)
+    assert [s[0] for s in steps] == ["snapshot", "train", TRAINER, "publish"]
+    train, fit = steps[1], steps[2]
+    assert train[train.index("--snapshot") + 1] == "/s" and train[train.index("--epochs") + 1] == "50"
+    assert fit[fit.index("--lightgcn") + 1] == train[train.index("--out") + 1] == "/m-lightgcn"
+    assert "--lightgcn" not in train_steps("movielens", "/s", "/m")[1]
