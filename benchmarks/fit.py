@@ -34,7 +34,7 @@ import typer
 
 
 def run_fit_bench(dataset: str, path: Path | None, select_budget_s: float, text: bool, seed: int,
-                  lightgcn: Path | None = None) -> dict[str, Any]:
+                  lightgcn: Path | None = None, correction_rank: int | None = None) -> dict[str, Any]:
     """The protocol of the module docstring; returns the record."""
     import os
     import platform
@@ -56,7 +56,8 @@ def run_fit_bench(dataset: str, path: Path | None, select_budget_s: float, text:
 
         snap = snapshot_from_frames(read_movielens(name=dataset), SplitSpec(name="per_user_temporal",
                                                                            params={"test_fraction": 0.2, "val_fraction": 0.1}), seed=seed)
-    cfg = LiveFitConfig(select_budget_s=select_budget_s, use_text=text, seed=seed)
+    cfg = LiveFitConfig(select_budget_s=select_budget_s, use_text=text, seed=seed,
+                        **({"correction_rank": correction_rank} if correction_rank is not None else {}))
     data, carved = with_validation(InteractionData.from_snapshot(snap), cfg)
     carved = carved or path is not None  # LightGCN files: the split carved it from train.txt
     t_read = time.perf_counter()
@@ -81,6 +82,7 @@ def run_fit_bench(dataset: str, path: Path | None, select_budget_s: float, text:
         "literature_protocol": {"recall@20": test.get("test_curve_best_recall@20"), "ndcg@20": test.get("test_curve_best_ndcg@20"),
                                 "what": "fusion weights picked on the test curve (best test NDCG@20 over the same grid); "
                                         "filter settings still from validation"},
+        "command_settings": {"select_budget_s": select_budget_s, "correction_rank": cfg.correction_rank, "text": text, "seed": seed},
         "val": report.val_metrics, "filter": fc.model_dump(), "filter_selection": selection, "fusion": report.weights.model_dump(),
         "fusion_grid_val": report.grid, "text_encoder": identity,
         "lightgcn": None if graph is None else {**graph.meta, "path": str(lightgcn),
@@ -106,9 +108,11 @@ def register_bench(bench_app: typer.Typer) -> None:
         lightgcn: Path | None = typer.Option(None, "--lightgcn", help="A LightGCN checkpoint trained on this split's training part "
                                              "(`graphrec train --lightgcn <path>` for a LightGCN-format folder): fused with a "
                                              "weight chosen on validation."),
+        correction_rank: int | None = typer.Option(None, "--correction-rank", min=0, help="As `graphrec fit --correction-rank` "
+                                                   "(default: graphrec fit's, 0)."),
     ) -> None:
         """The default live model on a split: choose on validation, score on test (plus the literature's protocol, labelled)."""
-        record = run_fit_bench(dataset, path, select_budget_s, text, seed, lightgcn)
+        record = run_fit_bench(dataset, path, select_budget_s, text, seed, lightgcn, correction_rank)
         out.mkdir(parents=True, exist_ok=True)
         (out / "bench_fit.json").write_text(json.dumps(record, indent=2))
         b, lit, v = record["best"], record["literature_protocol"], record["val"]

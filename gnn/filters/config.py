@@ -67,7 +67,10 @@ class GFCFConfig(FilterConfig):
     power: float = 0.5
     """Degree exponent around the low-pass filter."""
     sharpen: float = Field(0.0, ge=0)
-    """Sharpening time T (BSPM's inverse heat step, scores times I - T P~); 0 is plain GF-CF."""
+    """Sharpening time T (BSPM's inverse heat equation); 0 is plain GF-CF."""
+    sharpen_order: int = Field(1, ge=1, le=8)
+    """Order of the one explicit step that solves the sharpening: 1 is Euler (scores times I - T P~), 4 is the
+    classical Runge-Kutta step (scores times sum_{k<=4} (-T P~)^k / k!, BSPM's Gowalla recipe)."""
 
 
 class ChebyCFConfig(FilterConfig):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import dataclasses
 from pathlib import Path
 
@@ -32,15 +34,16 @@ from .conftest import random_data
 SETTINGS = {
     "gfcf": dict(alpha=0.4, rank=6, power=0.5),
     "gfcf-sharpened": dict(alpha=0.4, rank=6, power=0.5, sharpen=0.8),
+    "gfcf-rk4": dict(alpha=0.2, rank=6, power=0.5, sharpen=2.5, sharpen_order=4),
     "chebycf": dict(order=5, flatness=1.5, alpha=0.3, rank=6, power=0.3),
     "ease": dict(reg=20.0),
 }
-MODELS = ["gfcf", "gfcf-sharpened", "chebycf", "ease"]
+MODELS = ["gfcf", "gfcf-sharpened", "gfcf-rk4", "chebycf", "ease"]
 
 
 def _config(name: str, **settings):
-    """``filter_config`` of a test variant (``gfcf-sharpened`` is GF-CF with the BSPM sharpening step)."""
-    return filter_config(name.removesuffix("-sharpened"), **settings)
+    """``filter_config`` of a test variant (``gfcf-sharpened`` / ``gfcf-rk4``: GF-CF with BSPM's Euler / Runge-Kutta sharpening step)."""
+    return filter_config(name.split("-")[0], **settings)
 
 
 def _dense(data: InteractionData, part: SplitPart | None = None) -> np.ndarray:
@@ -72,7 +75,7 @@ def reference_scores(model: str, r: np.ndarray, s: dict) -> np.ndarray:
         b = np.eye(r.shape[1]) - inv / np.diag(inv)[None, :]
         return r @ b
     beta = s["power"]
-    if model in ("gfcf", "gfcf-sharpened"):
+    if model.startswith("gfcf"):
         lin = r @ p
     else:
         mu, q = np.linalg.eigh(p)
@@ -82,7 +85,9 @@ def reference_scores(model: str, r: np.ndarray, s: dict) -> np.ndarray:
         lin = ((r * _pow(di, -beta)[None, :]) @ (q * resp[None, :]) @ q.T) * _pow(di, beta)[None, :]
     v = _top_subspace(r, s["rank"])
     low = (r * _pow(di, -beta)[None, :]) @ v @ v.T * _pow(di, beta)[None, :]
-    return (lin + s["alpha"] * low) @ (np.eye(p.shape[0]) - s.get("sharpen", 0.0) * p)
+    # the sharpening step: the order-m Taylor polynomial of exp(-T P), sum_k (-T P)^k / k!
+    sharp = sum(np.linalg.matrix_power(-s.get("sharpen", 0.0) * p, k) / math.factorial(k) for k in range(s.get("sharpen_order", 1) + 1))
+    return (lin + s["alpha"] * low) @ sharp
 
 
 @pytest.fixture
@@ -306,12 +311,27 @@ def test_selection_scores_sharpened_candidates_like_the_model(data: InteractionD
     assert exact.sharpen_grid() == [0.0, 0.5, 1.0] and SelectionConfig(correction_rank=0).sharpen_grid() == [0.0]
     assert SelectionConfig().sharpen_grid() == [0.0, 0.5, 1.0]  # the correction gives the cut its sharpening back
     sel = select_filter(data, exact, device="cpu")
-    assert {c["config"]["sharpen"] for c in sel.candidates} == {0.0, 0.5, 1.0}
-    cand = next(c for c in sel.candidates if c["config"]["sharpen"] == 1.0 and c["config"]["alpha"] == 0.3)
+    euler = [c for c in sel.candidates if c["config"]["sharpen_order"] == 1]
+    assert {c["config"]["sharpen"] for c in euler} == {0.0, 0.5, 1.0}
+    cand = next(c for c in euler if c["config"]["sharpen"] == 1.0 and c["config"]["alpha"] == 0.3)
     net = fit_filter(filter_config("gfcf", rank=5, alpha=0.3, sharpen=1.0, neighbours_top_k=None), data, device="cpu")
     ev = Evaluator(data, "val", ks=[20], device="cpu").evaluate(net)
     assert cand["ndcg@20"] == pytest.approx(ev["ndcg@20"], abs=1e-6)
     assert cand["recall@20"] == pytest.approx(ev["recall@20"], abs=1e-6)
+
+
+def test_selection_scores_runge_kutta_sharpened_candidates_like_the_model(data: InteractionData) -> None:
+    exact = SelectionConfig(models=["gfcf"], ranks=[5], alphas=[0.2], sharpens=[0.0, 1.0], rk4_sharpens=[2.5], neighbours_top_k=None)
+    sel = select_filter(data, exact, device="cpu")
+    rk4 = [c for c in sel.candidates if c["config"]["sharpen_order"] == 4]
+    assert {(c["config"]["sharpen"], c["config"]["alpha"], c["config"]["rank"]) for c in rk4} == {(2.5, 0.0, 5), (2.5, 0.2, 5)}
+    cand = next(c for c in rk4 if c["config"]["alpha"] == 0.2)
+    net = fit_filter(filter_config("gfcf", rank=5, alpha=0.2, sharpen=2.5, sharpen_order=4, neighbours_top_k=None), data, device="cpu")
+    ev = Evaluator(data, "val", ks=[20], device="cpu").evaluate(net)
+    assert cand["ndcg@20"] == pytest.approx(ev["ndcg@20"], abs=1e-6)
+    assert cand["recall@20"] == pytest.approx(ev["recall@20"], abs=1e-6)
+    plain = select_filter(data, exact.model_copy(update={"sharpens": [0.0]}), device="cpu")  # no sharpening tried: no Runge-Kutta pass
+    assert all(c["config"]["sharpen"] == 0.0 for c in plain.candidates)
 
 
 def test_selection_respects_the_time_budget_and_needs_validation(data: InteractionData) -> None:
