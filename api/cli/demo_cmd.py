@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
         trainer: str = typer.Option("fit", "--trainer", help="fit: the default live model (graph filter + text + popularity, "
                                     "minutes on a CPU); fuse: the fused LightGCN + text embedding model."),
         lightgcn: bool = typer.Option(False, "--lightgcn/--no-lightgcn", help="With --trainer fit: also train LightGCN on the "
-                                      "snapshot (graphrec train --recipe default; a GPU helps; 10-30 minutes on a 2-core CPU) and "
+                                      "snapshot (graphrec train --recipe default; a GPU helps; tens of minutes on a 2-core CPU) and "
                                       "fuse it with a weight chosen on validation, retrained on every interaction when it gets one."),
         skip_train: bool = typer.Option(False, "--skip-train", help="Publish the newest existing checkpoint instead of training."),
         serve: bool = typer.Option(False, "--serve/--no-serve", help="Keep the API running after the demo (Ctrl-C stops it)."),
