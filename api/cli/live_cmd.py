@@ -27,7 +27,8 @@ def run_fit(snapshot_dir: Path, out: Path, *, select_budget_s: float = 120.0, mo
     snap = read_snapshot(snapshot_dir)
     cfg = LiveFitConfig(select_budget_s=select_budget_s, use_text=text, neighbours_top_k=neighbours_top_k,
                         filter={"model": model} if model else None, lightgcn=str(lightgcn) if lightgcn else None,
-                        lightgcn_refit=lightgcn_refit, device=device or settings.device, **({"correction_rank": correction_rank} if correction_rank is not None else {}))
+                        lightgcn_refit=lightgcn_refit, device=device or settings.device,
+                        **({"correction_rank": correction_rank} if correction_rank is not None else {}))
     _, summary = fit_live(snap, out, cfg, cache_dir=settings.home / "text-cache", progress=not quiet)
     manifest = snapshot_dir / "manifest.json"
     if manifest.is_file():  # publish reads the dataset from the training snapshot's manifest

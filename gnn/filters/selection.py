@@ -2,10 +2,11 @@
 
 :func:`select_filter` scores a small grid on the validation part (Recall@20 / NDCG@20 through the
 same masking and metrics as :class:`gnn.evaluate.Evaluator`, training part as history): GF-CF
-(low-pass weight and rank, sharpening with an Euler or a Runge-Kutta step), EASE (L2 weight, where it fits in memory) and Chebyshev filters
-(order, degree exponent, flatness, low-pass weight). Settings that share the expensive part of the
-scores are evaluated in one pass (one sparse filtering per block serves every low-pass weight,
-rank and flatness), passes run cheapest first and stop at the time budget, and at most
+(low-pass weight and rank, sharpening by an Euler or a Runge-Kutta step), EASE (L2 weight, where
+it fits in memory) and Chebyshev filters (order, degree exponent, flatness, low-pass weight).
+Settings that share the expensive part of the scores are evaluated in one pass (one sparse
+filtering per block serves every low-pass weight, rank and flatness), passes run cheapest first
+and stop at the time budget, and at most
 ``max_val_users`` validation users (a seeded sample) are scored.
 
 :func:`auto_fit` carves a validation part out of the training part when the data has none
