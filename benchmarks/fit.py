@@ -109,7 +109,7 @@ def register_bench(bench_app: typer.Typer) -> None:
                                              "(`graphrec train --lightgcn <path>` for a LightGCN-format folder): fused with a "
                                              "weight chosen on validation."),
         correction_rank: int | None = typer.Option(None, "--correction-rank", min=0, help="As `graphrec fit --correction-rank` "
-                                                   "(default: graphrec fit's, 0)."),
+                                                   "(default: graphrec fit's, 256)."),
     ) -> None:
         """The default live model on a split: choose on validation, score on test (plus the literature's protocol, labelled)."""
         record = run_fit_bench(dataset, path, select_budget_s, text, seed, lightgcn, correction_rank)

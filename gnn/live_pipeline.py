@@ -44,8 +44,9 @@ class LiveFitConfig(BaseModel):
     filter: dict[str, Any] | None = Field(None, description="A fixed filter config (gnn.filters.config); None: chosen on validation.")
     select_budget_s: float = Field(120.0, gt=0, description="Time budget of the filter selection on validation.")
     neighbours_top_k: int = Field(100, gt=0, description="Filter neighbours kept per item (NEIGHBOUR relationships).")
-    correction_rank: int = Field(0, ge=0, description="Rank of the low-rank correction of the cut neighbours (gnn.filters.base; 0: none). "
-                                 f"{DEFAULT_CORRECTION_RANK} gains quality at a factor product per request (docs/models.md).")
+    correction_rank: int = Field(DEFAULT_CORRECTION_RANK, ge=0, description="Rank of the low-rank correction of the cut neighbours "
+                                 "(gnn.filters.base): better rankings at a factor product per request; 0: none, the cheapest to serve "
+                                 "(docs/models.md).")
     text_top_k: int = Field(20, ge=0, description="Text neighbours per item (0: no content term).")
     use_text: bool = Field(True, description="Fuse BERT text neighbours when the items have text.")
     grid: FusionGrid = Field(default_factory=FusionGrid)

@@ -73,8 +73,8 @@ def register(app: typer.Typer) -> None:
         text: bool = typer.Option(True, "--text/--no-text", help="Fuse BERT text neighbours when items have text."),
         neighbours_top_k: int = typer.Option(100, "--neighbours", min=1, help="Filter neighbours stored per item."),
         correction_rank: int | None = typer.Option(None, "--correction-rank", min=0, help="Rank of the low-rank correction of the cut "
-                                                   "neighbours (default 0: none, the cheapest to serve; 256: better rankings, "
-                                                   "a factor product per request)."),
+                                                   "neighbours (default 256: better rankings at a factor product per request; 0: "
+                                                   "none, the cheapest to serve)."),
         lightgcn: Path | None = typer.Option(None, "--lightgcn", help="LightGCN checkpoint trained on this snapshot (graphrec train "
                                              "--snapshot): fused with a weight chosen on validation."),
         lightgcn_refit: bool = typer.Option(True, "--lightgcn-refit/--no-lightgcn-refit", help="When LightGCN gets a weight, retrain "

@@ -338,6 +338,13 @@ def test_selection_respects_the_time_budget_and_needs_validation(data: Interacti
     sel = select_filter(data, SelectionConfig(time_budget_s=1e-6, ranks=[4], orders=[2]), device="cpu")
     assert {c["config"]["model"] for c in sel.candidates} == {"gfcf"}
     assert any("time budget" in s for s in sel.skipped)
+    # by default the Runge-Kutta pass runs even past the budget; the Euler pass does not
+    assert {c["config"]["sharpen_order"] for c in sel.candidates} == {1, 4}
+    assert {c["config"]["sharpen"] for c in sel.candidates if c["config"]["sharpen_order"] == 1} == {0.0}
+    assert any("Euler" in s for s in sel.skipped) and not any("Runge-Kutta" in s for s in sel.skipped)
+    strict = select_filter(data, SelectionConfig(time_budget_s=1e-6, ranks=[4], orders=[2], rk4_always=False), device="cpu")
+    assert {c["config"]["sharpen"] for c in strict.candidates} == {0.0}
+    assert any("Runge-Kutta" in s for s in strict.skipped)
     empty = dataclasses.replace(data, val=SplitPart(data.val.users[:0], data.val.items[:0]))
     with pytest.raises(InvalidArgumentError, match="validation part"):
         select_filter(empty)
