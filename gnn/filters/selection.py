@@ -75,9 +75,10 @@ class SelectionConfig(BaseModel):
     """Sharpening times tried with one Runge-Kutta step (``sharpen_order`` 4, BSPM's Gowalla recipe is T = 2.5) at the
     best GF-CF rank, with every low-pass weight; only where the Euler sharpening is tried too (see :attr:`sharpens`)."""
     rk4_always: bool = True
-    """Run the Runge-Kutta pass even when the plain GF-CF pass spent the time budget. It costs about 0.6 of that pass,
-    so on large data, where one pass takes the whole default budget, the search still reaches the sharpened filters
-    (the strongest on the published splits) in about 1.6 passes; ``False``: the budget also bounds this pass."""
+    """Run the Runge-Kutta pass even when the plain GF-CF pass spent the time budget. It takes about as long as that
+    pass (0.8-1.2 times on Gowalla), so on large data, where one pass takes the whole default budget, the search still
+    reaches the sharpened filters (the strongest on the published splits) in about two passes; ``False``: the budget
+    also bounds this pass."""
     orders: list[int] = Field(default_factory=lambda: [2, 4, 8])
     """Chebyshev orders tried (cheapest first)."""
     powers: list[float] = Field(default_factory=lambda: [0.3, 0.5])
@@ -332,7 +333,7 @@ def select_filter(data: InteractionData, cfg: SelectionConfig | None = None, dev
         base_pass = search.gfcf_pass([0.0])
         log.info("gfcf pass %.1f s", base_pass)
         if sharpens and cfg.rk4_sharpens:
-            est = base_pass * 0.6  # five propagations per block for a dozen candidates, against one for a few dozen
+            est = base_pass * 1.0  # five propagations per block for a dozen candidates; 0.8-1.2 plain passes on Gowalla
             if left() <= est and not cfg.rk4_always:
                 skipped.append(f"gfcf Runge-Kutta sharpening: time budget ({left():.0f} s left, ~{est:.0f} s needed)")
             else:
