@@ -16,22 +16,20 @@ truncated matrix, so offline evaluation measures what serving serves. With ``Non
 applies the exact :math:`\mathbf{W}` through sparse products (:meth:`GraphFilter.apply_linear`).
 Self-votes only change the scores of items already in the history, which are never recommended.
 
-The cut drops many small weights and every negative one (a sharpened filter's), and the dropped
-mass is mostly smooth over the item graph. With ``correction_rank`` :math:`c > 0`, the truncated
-model gets it back inside the span of the top-:math:`c` eigenvectors :math:`\mathbf{U}` of the
-normalised item-item graph (the top right singular vectors of :math:`\tilde{\mathbf{R}}`): with
-:math:`\mathbf{F}` the exact item-item part, :math:`\mathbf{W}` its cut and
-:math:`\mathbf{E} = \mathbf{F} - \mathbf{W}`, the served item-item part is
+The cut drops many small weights and every negative one (a sharpened filter's). With
+``correction_rank`` :math:`c > 0` the truncated model gets them back in low rank: the whole served
+low-rank part (the low-pass filter included) becomes the best rank-:math:`r` approximation of the
+scores the cut misses on the training histories :math:`\mathbf{X}`. With :math:`\mathbf{F}` the
+exact operator (item-item plus low-pass part), :math:`\mathbf{W}` its cut and
+:math:`\mathbf{E} = \mathbf{F} - \mathbf{W}`, and :math:`\mathbf{V}` the top-:math:`r` right singular
+vectors of :math:`\mathbf{X}\mathbf{E}`, the served operator is
 
 .. math::
-    \mathbf{W} + \mathbf{U}\mathbf{U}^\top\mathbf{E} + \mathbf{E}\mathbf{U}\mathbf{U}^\top
-      - \mathbf{U}\mathbf{U}^\top\mathbf{E}\mathbf{U}\mathbf{U}^\top
+    \mathbf{W} + \mathbf{E}\mathbf{V}\mathbf{V}^\top
 
-which equals :math:`\mathbf{F}` on every pair of items that the span reaches from either side and
-:math:`\mathbf{W}` only where both sides are orthogonal to it. The correction is low rank
-(:math:`2c`): in factors :math:`[\mathbf{U}, \mathbf{E}\mathbf{U}]`, out factors
-:math:`[(\mathbf{I} - \mathbf{U}\mathbf{U}^\top)\mathbf{E}^\top\mathbf{U}, \mathbf{U}]`, so it
-joins the low-rank part of the live form and serving stays exact. Memory: :math:`16Ic` bytes.
+(:mod:`gnn.filters.correction`): in factors :math:`\mathbf{E}\mathbf{V}`, out factors
+:math:`\mathbf{V}`, weight 1, so serving stays exact. :math:`r` is ``factor_rank`` (by default the
+larger of the low-pass rank and :math:`c`, :mod:`gnn.filters.config`). Memory: :math:`8Ir` bytes.
 """
 
 from __future__ import annotations
@@ -44,6 +42,7 @@ import torch
 from torch import Tensor
 
 from graphrec.errors import ModelError
+from gnn.filters.correction import score_correction
 from gnn.filters.normalise import ItemGraph, degree_power
 from gnn.live import LiveForm, top_k_rows
 from gnn.models import Recommender, Scorer
@@ -89,12 +88,11 @@ class GraphFilter(Recommender):
             score with them; ``None`` scores with the exact item-item part.
             (default: :data:`DEFAULT_NEIGHBOURS_TOP_K`)
         batch_users (int, optional): Rows per block when computing neighbours. (default: ``1024``)
-        correction_rank (int, optional): Rank :math:`c` of the spectral correction of the cut
-            item-item part (see the module docstring); ``0``: none. (default: ``0``)
-        factor_rank (int, optional): With a correction, the whole low-rank part (correction plus
-            low-pass filter) is served as its best approximation of this rank
-            (:func:`compress_factors`), so serving costs no more than a low-pass filter of that
-            rank; ``None``: not compressed. (default: ``None``)
+        correction_rank (int, optional): Rank :math:`c` of the correction of the cut item-item part
+            (see the module docstring); ``0``: none. (default: ``0``)
+        factor_rank (int, optional): With a correction, the rank :math:`r` of the whole served
+            low-rank part (correction plus low-pass filter), so serving costs no more than a
+            low-pass filter of that rank; ``None``: ``correction_rank``. (default: ``None``)
     """
 
     trainable: ClassVar[bool] = False
@@ -210,24 +208,26 @@ class GraphFilter(Recommender):
 
     @torch.no_grad()
     def corrected_low_rank(self, w: sp.csr_matrix) -> tuple[Tensor, Tensor] | None:
-        r"""In / out factors of the whole served low-rank part of ``w``, a cut of the exact item-item
-        part: its correction (see the module docstring) and the low-pass part with :math:`\alpha`
-        folded in, compressed to ``factor_rank``; ``None`` without ``correction_rank``. Needs the
-        exact part."""
-        dev = self.item_degree.device
-        c = min(self.correction_rank, self.num_items, self.num_users)
-        if c <= 0:
+        r"""In / out factors of the whole served low-rank part of ``w``, a cut of the exact operator: the
+        best approximation of rank ``factor_rank`` (else ``correction_rank``) of the scores the cut
+        misses on the training histories (:mod:`gnn.filters.correction`), low-pass part included;
+        ``None`` without ``correction_rank``. Needs the exact part."""
+        if self.correction_rank <= 0:
             return None
-        u = self.basis[:, :c] if self.basis.shape[1] >= c else self.graph().low_pass_basis(c)[0]
-        ut = u.t().contiguous()
-        un = u.cpu().numpy().astype(np.float32)
-        e_t_u = self.apply_linear(ut).t() - torch.from_numpy(np.asarray(w.T @ un, np.float32)).to(dev)  # (F - W)^T U
-        e_u = self.apply_linear_t(ut).t() - torch.from_numpy(np.asarray(w @ un, np.float32)).to(dev)  # (F - W) U
-        p, q = [u, e_u], [e_t_u - u @ (u.t() @ e_t_u), u]
         f = self.factors()
-        if f is not None:
-            p, q = [*p, f[0]], [*q, self.alpha * f[1]]
-        return compress_factors(torch.cat(p, 1), torch.cat(q, 1), self.factor_rank)
+        alpha = float(self.alpha)
+
+        def rows(t: Tensor) -> Tensor:  # T F
+            out = self.apply_linear(t)
+            return out.addmm_(t @ f[0], f[1].t(), alpha=alpha) if f is not None else out
+
+        def cols(y: Tensor) -> Tensor:  # F Y
+            out = self.apply_linear_t(y.t().contiguous()).t()
+            return out.addmm(f[0], f[1].t() @ y, alpha=alpha) if f is not None else out.contiguous()
+
+        h = self.graph().history
+        x = sp.csr_matrix((h.values().cpu().numpy(), h.col_indices().cpu().numpy(), h.crow_indices().cpu().numpy()), shape=tuple(h.shape))
+        return score_correction(rows, cols, w, x, self.factor_rank or self.correction_rank, device=self.item_degree.device)
 
     def release_linear(self) -> None:
         """Drop state only the exact item-item part needs, once the top-k rows are stored. Default: nothing."""
@@ -333,23 +333,6 @@ class GraphFilter(Recommender):
 
 
 @torch.no_grad()
-def compress_factors(p: Tensor, q: Tensor, rank: int | None) -> tuple[Tensor, Tensor]:
-    r"""The best rank-``rank`` factors of :math:`\mathbf{P}\mathbf{Q}^\top` (Eckart-Young), split evenly.
-
-    With :math:`\mathbf{P} = \mathbf{Q}_P\mathbf{R}_P`, :math:`\mathbf{Q} = \mathbf{Q}_Q\mathbf{R}_Q`
-    (thin QR) and :math:`\mathbf{R}_P\mathbf{R}_Q^\top = \mathbf{A}\boldsymbol{\Sigma}\mathbf{B}^\top`,
-    returns :math:`(\mathbf{Q}_P\mathbf{A}_r\boldsymbol{\Sigma}_r^{1/2}, \mathbf{Q}_Q\mathbf{B}_r\boldsymbol{\Sigma}_r^{1/2})`.
-    Cost :math:`O(I d^2)` for factors of width :math:`d`; unchanged when ``rank`` is ``None`` or not below :math:`d`.
-    """
-    if rank is None or rank >= p.shape[1]:
-        return p.contiguous(), q.contiguous()
-    qp, rp = torch.linalg.qr(p.double())
-    qq, rq = torch.linalg.qr(q.double())
-    a, s, bh = torch.linalg.svd(rp @ rq.t())
-    root = s[:rank].sqrt()
-    return (qp @ (a[:, :rank] * root)).to(p.dtype).contiguous(), (qq @ (bh[:rank].t() * root)).to(q.dtype).contiguous()
-
-
 def _cut_rows(w: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """Keep the ``k`` largest entries of each row of a CSR matrix (ties by column)."""
     rows = []

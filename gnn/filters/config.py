@@ -29,13 +29,13 @@ class FilterConfig(BaseModel):
     batch_users: int = Field(1024, gt=0)
     """Items per block when computing the top-k neighbours."""
     correction_rank: int = Field(DEFAULT_CORRECTION_RANK, ge=0)
-    """Rank of the low-rank correction that gives the cut item-item part back what the cut dropped,
-    inside the span of the item graph's top eigenvectors (:mod:`gnn.filters.base`); it joins the
-    served low-rank part (``2 * correction_rank`` more factor dimensions). 0: none."""
+    """Rank of the low-rank correction that gives the cut item-item part back what the cut dropped:
+    the served low-rank part becomes the best low-rank approximation of the scores the cut misses on
+    the training histories (:mod:`gnn.filters.correction`). 0: none."""
     factor_rank: int | None = Field(None, gt=0)
-    """With a correction, the whole served low-rank part (correction and low-pass filter) is cut to
-    its best approximation of this rank, which bounds the factor width serving multiplies per
-    request and stores per item. ``None``: the larger of the low-pass rank and ``correction_rank``."""
+    """With a correction, the rank of the whole served low-rank part (correction and low-pass filter):
+    the factor width serving multiplies per request and stores per item. ``None``: the larger of the
+    low-pass rank and ``correction_rank``."""
 
     def model_kwargs(self) -> dict[str, Any]:
         """Constructor keyword arguments of the model (everything but ``model``; ``factor_rank`` resolved)."""

@@ -57,8 +57,8 @@ class EASE(GraphFilter):
         batch_users (int, optional): Items per block when computing neighbours. (default: ``1024``)
         correction_rank (int, optional): Rank of the low-rank correction of the cut item-item part
             (:mod:`gnn.filters.base`); ``0``: none. (default: ``0``)
-        factor_rank (int, optional): With a correction, the served low-rank part is compressed to
-            this rank; ``None``: not compressed. (default: ``None``)
+        factor_rank (int, optional): With a correction, the rank of the whole served low-rank part;
+            ``None``: ``correction_rank``. (default: ``None``)
 
     Shapes:
         - **scorer:** users :math:`(B,)` -> scores :math:`(B, I)`
