@@ -234,7 +234,7 @@ class GraphFilter(Recommender):
 
     @property
     def corrected(self) -> bool:
-        """Whether the truncated item-item part carries a spectral correction."""
+        """Whether the truncated item-item part carries a low-rank correction."""
         return self.truncated and self.corr_in.shape[1] > 0
 
     def low_rank(self, served: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, float] | None:
