@@ -219,7 +219,7 @@ class GraphFilter(Recommender):
 
         def rows(t: Tensor) -> Tensor:  # T F
             out = self.apply_linear(t)
-            return out.addmm_(t @ f[0], f[1].t(), alpha=alpha) if f is not None else out
+            return torch.addmm(out, t @ f[0], f[1].t(), alpha=alpha) if f is not None else out
 
         def cols(y: Tensor) -> Tensor:  # F Y
             out = self.apply_linear_t(y.t().contiguous()).t()
@@ -332,7 +332,6 @@ class GraphFilter(Recommender):
         )
 
 
-@torch.no_grad()
 def _cut_rows(w: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """Keep the ``k`` largest entries of each row of a CSR matrix (ties by column)."""
     rows = []
